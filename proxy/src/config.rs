@@ -1,0 +1,152 @@
+//! The `[server]` and `[[models]]` sections of porten's configuration, owned by the proxy that
+//! uses them. The binary embeds them in its one config file and applies env and CLI overrides.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How the HTTP server listens and guards its door.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (`PORTEN_LISTEN`). Port 0 picks a free port; the bound address is
+    /// printed on stdout as `porten listening on http://ADDR`.
+    pub listen: SocketAddr,
+    /// API keys accepted as `Authorization: Bearer KEY` (`PORTEN_API_KEYS`, comma-separated).
+    /// Empty means no authentication.
+    pub api_keys: Vec<String>,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_keys: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Explains what is wrong with the values, if anything.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_body_bytes < 1024 {
+            return Err(Error::Config(format!(
+                "server.max_body_bytes = {} is too small to hold a request; use at least 1024",
+                self.max_body_bytes
+            )));
+        }
+        if self.api_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(Error::Config(
+                "server.api_keys contains an empty key".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What kind of weights a model path holds; `auto` decides from the files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// A `.gguf` file means GGUF; a directory with `modules.json` means an embedding model;
+    /// a directory with `config.json` means safetensors.
+    #[default]
+    Auto,
+    /// One GGUF file (tokenizer and chat template inside).
+    Gguf,
+    /// A Hugging Face style directory: `config.json`, `*.safetensors`, `tokenizer.json`.
+    Safetensors,
+    /// A sentence-transformers style embedding directory (`modules.json`, `1_Pooling/`).
+    Embedding,
+}
+
+/// The precision weights are computed in, where the format leaves a choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelDtype {
+    /// Let mistral.rs choose (F16 on CPU, BF16 where the GPU supports it).
+    #[default]
+    Auto,
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// One model served by this process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The name clients put in `"model"`.
+    pub id: String,
+    /// A `.gguf` file or a model directory on local disk. Never fetched from the network.
+    pub path: PathBuf,
+    /// What the path holds; `auto` looks at the files.
+    #[serde(default)]
+    pub format: ModelFormat,
+    /// Compute precision for safetensors and embedding models.
+    #[serde(default)]
+    pub dtype: ModelDtype,
+    /// Requests handed to the engine at once; the engine batches them.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Requests allowed to wait for a free slot; past that, 503 with `Retry-After`.
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+}
+
+fn default_max_concurrency() -> usize {
+    8
+}
+
+fn default_max_queue() -> usize {
+    64
+}
+
+impl ModelSpec {
+    /// A spec with default limits, as `--model ID=PATH` declares it.
+    pub fn new(id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            id: id.into(),
+            path: path.into(),
+            format: ModelFormat::Auto,
+            dtype: ModelDtype::Auto,
+            max_concurrency: default_max_concurrency(),
+            max_queue: default_max_queue(),
+        }
+    }
+
+    /// Explains what is wrong with the values, if anything. Does not touch the disk.
+    pub fn validate(&self) -> Result<()> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 128
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+        if !id_ok {
+            return Err(Error::Config(format!(
+                "model id `{}` must be 1-128 characters of letters, digits and - _ . : /",
+                self.id
+            )));
+        }
+        if self.max_concurrency == 0 {
+            return Err(Error::Config(format!(
+                "model `{}`: max_concurrency must be at least 1",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! Finding a model's files on local disk and loading them with mistral.rs, never touching the
+//! network: a path that does not exist would otherwise be taken for a Hugging Face id.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mistralrs::{
+    EmbeddingModelBuilder, GgufModelBuilder, ModelCategory, ModelDType, TextModelBuilder,
+    TokenSource,
+};
+
+use super::{LoadedModel, ModelKind};
+use crate::config::{ModelDtype, ModelFormat, ModelSpec};
+use crate::{Error, Result};
+
+/// Where and in which format a model's weights are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// One GGUF file.
+    Gguf {
+        /// Its directory.
+        dir: PathBuf,
+        /// Its file name.
+        file: String,
+    },
+    /// A safetensors model directory.
+    Safetensors(PathBuf),
+    /// A sentence-transformers embedding directory.
+    Embedding(PathBuf),
+}
+
+/// Checks the disk and decides how to load `spec`; the error says what is missing.
+pub fn resolve_source(spec: &ModelSpec) -> Result<ModelSource> {
+    let path = &spec.path;
+    let fail = |reason: String| Error::ModelLoad {
+        id: spec.id.clone(),
+        path: path.display().to_string(),
+        reason,
+    };
+    if !path.exists() {
+        return Err(fail("no such file or directory".into()));
+    }
+    let path = path
+        .canonicalize()
+        .map_err(|e| fail(format!("cannot resolve the path: {e}")))?;
+    let format = match spec.format {
+        ModelFormat::Auto => detect_format(&path).map_err(fail)?,
+        explicit => explicit,
+    };
+    match format {
+        ModelFormat::Gguf => gguf_source(&path).map_err(fail),
+        ModelFormat::Safetensors => {
+            require_files(&path, &["config.json", "tokenizer.json"]).map_err(fail)?;
+            Ok(ModelSource::Safetensors(path))
+        }
+        ModelFormat::Embedding => {
+            require_files(&path, &["config.json", "tokenizer.json", "modules.json"])
+                .map_err(fail)?;
+            Ok(ModelSource::Embedding(path))
+        }
+        ModelFormat::Auto => unreachable!("detect_format never answers auto"),
+    }
+}
+
+fn detect_format(path: &Path) -> std::result::Result<ModelFormat, String> {
+    if path.is_file() {
+        return Ok(ModelFormat::Gguf);
+    }
+    if path.join("modules.json").is_file() {
+        return Ok(ModelFormat::Embedding);
+    }
+    if path.join("config.json").is_file() {
+        return Ok(ModelFormat::Safetensors);
+    }
+    if single_gguf_in(path)?.is_some() {
+        return Ok(ModelFormat::Gguf);
+    }
+    Err(
+        "expected a .gguf file, or a directory with config.json (safetensors) or modules.json \
+         (embeddings)"
+            .into(),
+    )
+}
+
+fn gguf_source(path: &Path) -> std::result::Result<ModelSource, String> {
+    let file = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        single_gguf_in(path)?.ok_or("the directory holds no .gguf file")?
+    };
+    let dir = file
+        .parent()
+        .ok_or("a GGUF file needs a parent directory")?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the GGUF file name is not valid UTF-8")?;
+    Ok(ModelSource::Gguf {
+        dir: dir.to_path_buf(),
+        file: name.to_string(),
+    })
+}
+
+fn single_gguf_in(dir: &Path) -> std::result::Result<Option<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the directory: {e}"))?;
+    let ggufs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    match ggufs.len() {
+        0 => Ok(None),
+        1 => Ok(ggufs.into_iter().next()),
+        n => Err(format!(
+            "the directory holds {n} .gguf files; name one file as the path"
+        )),
+    }
+}
+
+fn require_files(dir: &Path, names: &[&str]) -> std::result::Result<(), String> {
+    if !dir.is_dir() {
+        return Err("expected a model directory".into());
+    }
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !dir.join(n).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {}", missing.join(", ")))
+    }
+}
+
+fn dtype(d: ModelDtype) -> ModelDType {
+    match d {
+        ModelDtype::Auto => ModelDType::Auto,
+        ModelDtype::F32 => ModelDType::F32,
+        ModelDtype::F16 => ModelDType::F16,
+        ModelDtype::Bf16 => ModelDType::BF16,
+    }
+}
+
+/// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared).
+pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<LoadedModel> {
+    let built = match source {
+        ModelSource::Gguf { dir, file } => {
+            GgufModelBuilder::new(dir.display().to_string(), vec![file.clone()])
+                .with_token_source(TokenSource::None)
+                .with_max_num_seqs(spec.max_concurrency)
+                .build()
+                .await
+        }
+        ModelSource::Safetensors(dir) => {
+            TextModelBuilder::new(dir.display().to_string())
+                .with_token_source(TokenSource::None)
+                .with_dtype(dtype(spec.dtype))
+                .with_max_num_seqs(spec.max_concurrency)
+                .build()
+                .await
+        }
+        ModelSource::Embedding(dir) => {
+            EmbeddingModelBuilder::new(dir.display().to_string())
+                .with_token_source(TokenSource::None)
+                .with_dtype(dtype(spec.dtype))
+                .with_max_num_seqs(spec.max_concurrency)
+                .build()
+                .await
+        }
+    };
+    let model = built.map_err(|e| Error::ModelLoad {
+        id: spec.id.clone(),
+        path: spec.path.display().to_string(),
+        reason: format!("{e:#}"),
+    })?;
+    let config = model.config().map_err(|e| Error::ModelLoad {
+        id: spec.id.clone(),
+        path: spec.path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let kind = match config.category {
+        ModelCategory::Embedding => ModelKind::Embedding,
+        _ => ModelKind::Chat,
+    };
+    Ok(LoadedModel {
+        kind,
+        generation_defaults: config.generation_defaults,
+        model: Arc::new(model),
+    })
+}

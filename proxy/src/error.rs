@@ -1,0 +1,136 @@
+//! The one error type of `porten-proxy`. Every failure a request can meet is a variant here;
+//! `crate::http::respond` is the single place that turns it into an OpenAI error response.
+
+/// Where a failure came from, so callers (and logs) can tell a bad request from a broken engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client sent something we cannot serve; retrying the same request will not help.
+    Client,
+    /// The model engine failed while serving a valid request.
+    Engine,
+    /// porten itself: configuration, start-up, shutdown.
+    Internal,
+}
+
+/// Everything that can go wrong in the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field is missing, has the wrong type or an out-of-range value, or the body is not JSON.
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong, in words a client developer can act on.
+        message: String,
+        /// The offending field (`messages[0].role`), when there is one.
+        param: Option<String>,
+    },
+    /// The request names a model this server does not serve.
+    #[error("The model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// The model exists but cannot serve this kind of request (chat on an embedding model...).
+    #[error("{0}")]
+    WrongModelKind(String),
+    /// No route matches the path.
+    #[error("Unknown request URL: {method} {path}")]
+    RouteNotFound {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The path exists but not with this method.
+    #[error("Method {method} is not allowed for {path}; allowed: {allowed}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+        /// The methods the route accepts, for the `Allow` header.
+        allowed: &'static str,
+    },
+    /// API keys are configured and the request carried none, or a wrong one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The model's request queue is full; the client should retry later.
+    #[error("Model `{model}` is at capacity ({queued} requests queued); retry after {retry_after_secs}s")]
+    Overloaded {
+        /// The model asked for.
+        model: String,
+        /// How many requests were waiting.
+        queued: usize,
+        /// The `Retry-After` hint in seconds.
+        retry_after_secs: u64,
+    },
+    /// The model failed to load; requests for it fail until the configuration is fixed.
+    #[error("Model `{model}` is unavailable: {reason}")]
+    ModelUnavailable {
+        /// The model asked for.
+        model: String,
+        /// Why it could not be loaded.
+        reason: String,
+    },
+    /// The server is shutting down and takes no new work.
+    #[error("The server is shutting down")]
+    ShuttingDown,
+    /// The engine failed while serving a valid request.
+    #[error("The model engine failed: {0}")]
+    Engine(String),
+    /// The configuration is invalid (a model path that does not exist, a bad listen address...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A model could not be loaded at start-up.
+    #[error("cannot load model `{id}` from {path}: {reason}")]
+    ModelLoad {
+        /// The model id from the configuration.
+        id: String,
+        /// Where the weights were expected.
+        path: String,
+        /// The engine's reason.
+        reason: String,
+    },
+    /// An I/O failure of the server itself (binding the listener, say).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A 400 for `param` with `message`.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    /// Where the failure came from.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Error::InvalidRequest { .. }
+            | Error::ModelNotFound(_)
+            | Error::WrongModelKind(_)
+            | Error::RouteNotFound { .. }
+            | Error::MethodNotAllowed { .. }
+            | Error::Unauthorized(_)
+            | Error::PayloadTooLarge { .. } => Origin::Client,
+            Error::Engine(_) | Error::ModelUnavailable { .. } | Error::ModelLoad { .. } => {
+                Origin::Engine
+            }
+            Error::Overloaded { .. } | Error::ShuttingDown | Error::Config(_) | Error::Io(_) => {
+                Origin::Internal
+            }
+        }
+    }
+
+    /// Whether the same request may succeed later without any change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Overloaded { .. } | Error::ShuttingDown)
+    }
+}

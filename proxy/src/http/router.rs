@@ -1,0 +1,65 @@
+//! Which handler serves a request: the route table, 404 for unknown paths, 405 with `Allow`
+//! for known paths under the wrong method, and API keys in front of `/v1`.
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::respond::Body;
+use super::server::ServerState;
+use crate::routes;
+use crate::{Error, Result};
+
+/// Serves `req`, or says why not.
+pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let allowed = |allowed: &'static str| Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.clone(),
+        allowed,
+    };
+    match path.as_str() {
+        "/health" | "/ready" if method != Method::GET => Err(allowed("GET")),
+        "/health" => Ok(routes::health::health()),
+        "/ready" => Ok(routes::health::ready(state)),
+        p if p == "/v1" || p.starts_with("/v1/") => {
+            let post = |m: &Method| {
+                if *m == Method::POST {
+                    Ok(())
+                } else {
+                    Err(allowed("POST"))
+                }
+            };
+            let get = |m: &Method| {
+                if *m == Method::GET {
+                    Ok(())
+                } else {
+                    Err(allowed("GET"))
+                }
+            };
+            match p {
+                "/v1/chat/completions" => post(&method)?,
+                "/v1/completions" | "/v1/embeddings" => post(&method)?,
+                "/v1/models" => get(&method)?,
+                p if p.starts_with("/v1/models/") => get(&method)?,
+                _ => return Err(not_found(&method, &path)),
+            }
+            state.api_keys.check(req.headers())?;
+            match p {
+                "/v1/chat/completions" => routes::chat::chat_completions(state, req).await,
+                "/v1/completions" => routes::completions::completions(state, req).await,
+                "/v1/embeddings" => routes::embeddings::embeddings(state, req).await,
+                "/v1/models" => Ok(routes::models::list(state)),
+                p => routes::models::get(state, &p["/v1/models/".len()..]),
+            }
+        }
+        _ => Err(not_found(&method, &path)),
+    }
+}
+
+fn not_found(method: &Method, path: &str) -> Error {
+    Error::RouteNotFound {
+        method: method.to_string(),
+        path: path.chars().take(200).collect(),
+    }
+}

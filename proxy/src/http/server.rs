@@ -1,0 +1,156 @@
+//! Accepting connections: TCP_NODELAY on every socket, HTTP/1.1 keep-alive and HTTP/2,
+//! a request id and a log line per request, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use super::{respond, router, ApiKeys, Body};
+use crate::config::ServerConfig;
+use crate::models::ModelRegistry;
+use crate::Result;
+
+/// What every request handler can see.
+pub struct ServerState {
+    /// The server section of the configuration.
+    pub config: ServerConfig,
+    /// The served models.
+    pub models: Arc<ModelRegistry>,
+    /// Accepted API keys.
+    pub api_keys: ApiKeys,
+    /// Unix seconds at start-up (the `created` of every model).
+    pub started: u64,
+}
+
+/// A server bound to its address, not yet accepting.
+pub struct BoundServer {
+    listener: TcpListener,
+    state: Arc<ServerState>,
+}
+
+impl BoundServer {
+    /// Binds `config.listen`.
+    pub async fn bind(config: ServerConfig, models: Arc<ModelRegistry>) -> Result<Self> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let state = Arc::new(ServerState {
+            api_keys: ApiKeys::new(&config.api_keys),
+            config,
+            models,
+            started,
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound (the port, when 0 was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, refuses queued work, and gives
+    /// in-flight requests up to `shutdown_grace_secs` to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let BoundServer { listener, state } = self;
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            let state = state.clone();
+            let service = service_fn(move |req| handle(state.clone(), peer, req));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        state.models.close();
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing in-flight requests"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping the remaining connections"),
+        }
+        Ok(())
+    }
+}
+
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4().simple()))
+}
+
+async fn handle(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> std::result::Result<Response<Body>, Infallible> {
+    let id = request_id(&req);
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    async move {
+        let started = Instant::now();
+        let mut response = match router::route(&state, req).await {
+            Ok(response) => response,
+            Err(error) => {
+                let status = respond::classify(&error).0;
+                if status.is_server_error() {
+                    tracing::warn!(%peer, error = %error, "request failed");
+                } else {
+                    tracing::info!(%peer, error = %error, "request refused");
+                }
+                respond::error(&error)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "answered"
+        );
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,70 @@
+//! Server-sent events: `data: {json}\n\n` per event, each flushed as it is produced, ending
+//! with `data: [DONE]\n\n`. The sender learns when the client has gone away.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::respond::Body;
+
+/// The producing end of an event stream.
+pub struct EventSender {
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The client hung up; stop producing.
+#[derive(Debug)]
+pub struct ClientGone;
+
+/// A streaming response and the sender that feeds it.
+pub fn channel() -> (EventSender, Response<Body>) {
+    // A small buffer: the stream is paced by the engine, and back-pressure from a slow
+    // client should reach the producer instead of piling up here.
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    (EventSender { tx }, response)
+}
+
+impl EventSender {
+    /// Sends one JSON event.
+    pub async fn send_json<T: Serialize>(&self, event: &T) -> Result<(), ClientGone> {
+        let json = serde_json::to_vec(event).expect("wire types always serialize");
+        let mut frame = Vec::with_capacity(json.len() + 8);
+        frame.extend_from_slice(b"data: ");
+        frame.extend_from_slice(&json);
+        frame.extend_from_slice(b"\n\n");
+        self.send(Bytes::from(frame)).await
+    }
+
+    /// Sends the closing `[DONE]` event.
+    pub async fn send_done(&self) -> Result<(), ClientGone> {
+        self.send(Bytes::from_static(b"data: [DONE]\n\n")).await
+    }
+
+    async fn send(&self, bytes: Bytes) -> Result<(), ClientGone> {
+        self.tx.send(bytes).await.map_err(|_| ClientGone)
+    }
+
+    /// Resolves when the client has gone away (the response body was dropped).
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}

@@ -1,0 +1,188 @@
+//! `POST /v1/completions`: continue raw text, with no chat template.
+
+use futures::future::try_join_all;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mistralrs::{Constraint, RequestMessage, Response as EngineResponse};
+use tokio::sync::mpsc;
+
+use super::{require_kind, response_id, unix_now};
+use crate::admission::Slot;
+use crate::engine::{self, completion_sampling, EngineJob, LoadedModel, ModelKind};
+use crate::http::respond::{error_object, json, Body};
+use crate::http::{read_json, sse, ServerState};
+use crate::openai::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
+use crate::{Error, Result};
+
+/// Most prompts one request may carry.
+const MAX_PROMPTS: usize = 64;
+
+/// Serves one text completion request.
+pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+    let request: CompletionRequest = read_json(req, state.config.max_body_bytes).await?;
+    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(Error::invalid("suffix", "`suffix` is not supported"));
+    }
+    if request.logprobs.as_ref().is_some_and(|l| !l.is_null()) {
+        return Err(Error::invalid(
+            "logprobs",
+            "`logprobs` is not supported for text completions; use chat completions",
+        ));
+    }
+    if request.best_of.is_some_and(|b| b != request.n.unwrap_or(1)) {
+        return Err(Error::invalid(
+            "best_of",
+            "`best_of` must equal `n` when set",
+        ));
+    }
+    let echo = request.echo.unwrap_or(false);
+    let prompts: Vec<RequestMessage> = match request.prompt.clone() {
+        Prompt::Text(t) => vec![text_prompt(t, echo)],
+        Prompt::Texts(ts) => ts.into_iter().map(|t| text_prompt(t, echo)).collect(),
+        Prompt::Tokens(ids) => vec![RequestMessage::CompletionTokens(ids)],
+        Prompt::TokenLists(lists) => lists
+            .into_iter()
+            .map(RequestMessage::CompletionTokens)
+            .collect(),
+    };
+    if prompts.is_empty() || prompts.len() > MAX_PROMPTS {
+        return Err(Error::invalid(
+            "prompt",
+            format!("`prompt` must hold 1 to {MAX_PROMPTS} prompts"),
+        ));
+    }
+    if prompts
+        .iter()
+        .any(|p| matches!(p, RequestMessage::CompletionTokens(ids) if ids.is_empty()))
+    {
+        return Err(Error::invalid("prompt", "a token prompt must not be empty"));
+    }
+    let streaming = request.stream.unwrap_or(false);
+    if streaming && prompts.len() > 1 {
+        return Err(Error::invalid(
+            "prompt",
+            "streaming takes one prompt per request",
+        ));
+    }
+    let model_id = request.model.clone();
+    let slot = state.models.get(&model_id)?;
+    let (admitted, model) = slot.admit().await?;
+    require_kind(&model, ModelKind::Chat, &model_id)?;
+    let sampling = completion_sampling(&request).into_params(model.generation_defaults.as_ref())?;
+    let n = sampling.n_choices;
+    let head = Completion {
+        id: response_id("cmpl"),
+        object: "text_completion",
+        created: unix_now(),
+        model: model_id,
+        system_fingerprint: crate::SYSTEM_FINGERPRINT.into(),
+        choices: Vec::new(),
+        usage: None,
+    };
+    let job = |message| EngineJob {
+        message,
+        sampling: sampling.clone(),
+        constraint: Constraint::None,
+        tools: None,
+        tool_choice: None,
+        logprobs: false,
+        streaming,
+    };
+    if streaming {
+        let prompt = prompts.into_iter().next().expect("one prompt");
+        let answers = model.submit(job(prompt)).await?;
+        let (events, response) = sse::channel();
+        tokio::spawn(stream_text(answers, events, head, n, admitted));
+        return Ok(response);
+    }
+    let runs = prompts
+        .into_iter()
+        .map(|prompt| run_one(&model, job(prompt)));
+    let results = try_join_all(runs).await?;
+    let mut completion = head;
+    let mut usage = Usage::default();
+    for (p, (choices, prompt_usage)) in results.into_iter().enumerate() {
+        usage += prompt_usage;
+        for mut choice in choices {
+            choice.index += p * n;
+            completion.choices.push(choice);
+        }
+    }
+    completion.usage = Some(usage);
+    Ok(json(StatusCode::OK, &completion))
+}
+
+fn text_prompt(text: String, echo_prompt: bool) -> RequestMessage {
+    RequestMessage::Completion {
+        text,
+        echo_prompt,
+        best_of: None,
+    }
+}
+
+async fn run_one(model: &LoadedModel, job: EngineJob) -> Result<(Vec<CompletionChoice>, Usage)> {
+    let mut answers = model.submit(job).await?;
+    match answers.recv().await {
+        Some(EngineResponse::CompletionDone(done)) => {
+            let choices = done
+                .choices
+                .into_iter()
+                .map(|c| CompletionChoice {
+                    index: c.index,
+                    text: c.text,
+                    logprobs: None,
+                    finish_reason: Some(engine::finish_reason(&c.finish_reason)),
+                })
+                .collect();
+            let usage = Usage::new(done.usage.prompt_tokens, done.usage.completion_tokens);
+            Ok((choices, usage))
+        }
+        Some(other) => Err(engine::engine_failure(other)),
+        None => Err(Error::Engine("the engine dropped the request".into())),
+    }
+}
+
+async fn stream_text(
+    mut answers: mpsc::Receiver<EngineResponse>,
+    events: sse::EventSender,
+    head: Completion,
+    choices: usize,
+    _admitted: Slot,
+) {
+    let mut finished = 0;
+    while finished < choices {
+        let answer = tokio::select! {
+            answer = answers.recv() => answer,
+            () = events.closed() => {
+                tracing::info!("client disconnected; generation cancelled");
+                return;
+            }
+        };
+        let chunk = match answer {
+            Some(EngineResponse::CompletionChunk(chunk)) => chunk,
+            None => break,
+            Some(other) => {
+                let error = engine::engine_failure(other);
+                tracing::warn!(error = %error, "generation failed mid-stream");
+                let _ = events.send_json(&error_object(&error)).await;
+                let _ = events.send_done().await;
+                return;
+            }
+        };
+        let mut event = head.clone();
+        for (index, text, finish_reason) in engine::completion_chunk_text(chunk) {
+            finished += usize::from(finish_reason.is_some());
+            event.choices.push(CompletionChoice {
+                index,
+                text,
+                logprobs: None,
+                finish_reason,
+            });
+        }
+        if events.send_json(&event).await.is_err() {
+            tracing::info!("client disconnected; generation cancelled");
+            return;
+        }
+    }
+    let _ = events.send_done().await;
+}

@@ -1,0 +1,124 @@
+//! `POST /v1/embeddings`: one vector per input, as floats or base64.
+
+use base64::Engine as _;
+use futures::future::try_join_all;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mistralrs::RequestMessage;
+
+use super::require_kind;
+use crate::engine::ModelKind;
+use crate::http::respond::{json, Body};
+use crate::http::{read_json, ServerState};
+use crate::openai::{
+    Embedding, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector,
+    EncodingFormat,
+};
+use crate::{Error, Result};
+
+/// Most inputs one request may carry (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+/// Serves one embeddings request.
+pub async fn embeddings(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+    let request: EmbeddingRequest = read_json(req, state.config.max_body_bytes).await?;
+    let inputs: Vec<RequestMessage> = match request.input {
+        EmbeddingInput::Text(t) => vec![text_input(t)],
+        EmbeddingInput::Texts(ts) => ts.into_iter().map(text_input).collect(),
+        EmbeddingInput::Tokens(ids) => vec![RequestMessage::EmbeddingTokens { prompt: ids }],
+        EmbeddingInput::TokenLists(lists) => lists
+            .into_iter()
+            .map(|prompt| RequestMessage::EmbeddingTokens { prompt })
+            .collect(),
+    };
+    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+        return Err(Error::invalid(
+            "input",
+            format!("`input` must hold 1 to {MAX_INPUTS} items"),
+        ));
+    }
+    let empty = inputs.iter().position(|i| match i {
+        RequestMessage::Embedding { prompt } => prompt.is_empty(),
+        RequestMessage::EmbeddingTokens { prompt } => prompt.is_empty(),
+        _ => false,
+    });
+    if let Some(i) = empty {
+        return Err(Error::invalid(
+            "input",
+            format!("`input[{i}]` is empty; every input needs at least one token"),
+        ));
+    }
+    if request.dimensions == Some(0) {
+        return Err(Error::invalid(
+            "dimensions",
+            "`dimensions` must be at least 1",
+        ));
+    }
+    let slot = state.models.get(&request.model)?;
+    let (_admitted, model) = slot.admit().await?;
+    require_kind(&model, ModelKind::Embedding, &request.model)?;
+    let vectors = try_join_all(inputs.into_iter().map(|input| model.embed(input))).await?;
+    let format = request.encoding_format.unwrap_or_default();
+    let mut usage = EmbeddingUsage::default();
+    let mut data = Vec::with_capacity(vectors.len());
+    for (index, (vector, tokens)) in vectors.into_iter().enumerate() {
+        if let Some(d) = request.dimensions.filter(|d| *d != vector.len()) {
+            return Err(Error::invalid(
+                "dimensions",
+                format!(
+                    "`{}` makes {}-dimensional vectors and cannot shorten them; got dimensions = {d}",
+                    request.model,
+                    vector.len()
+                ),
+            ));
+        }
+        usage.prompt_tokens += tokens;
+        usage.total_tokens += tokens;
+        data.push(Embedding {
+            object: "embedding",
+            index,
+            embedding: encode(vector, format),
+        });
+    }
+    Ok(json(
+        StatusCode::OK,
+        &EmbeddingList {
+            object: "list",
+            data,
+            model: request.model,
+            usage,
+        },
+    ))
+}
+
+fn text_input(prompt: String) -> RequestMessage {
+    RequestMessage::Embedding { prompt }
+}
+
+fn encode(vector: Vec<f32>, format: EncodingFormat) -> EmbeddingVector {
+    match format {
+        EncodingFormat::Float => EmbeddingVector::Float(vector),
+        EncodingFormat::Base64 => {
+            let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+            EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        let EmbeddingVector::Base64(b) = encode(vec![1.0, -2.5], EncodingFormat::Base64) else {
+            panic!("not base64")
+        };
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b).unwrap();
+        let back: Vec<f32> = bytes
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(back, vec![1.0, -2.5]);
+    }
+}

@@ -1,0 +1,268 @@
+//! porten's one configuration: a TOML file, overridden by `PORTEN_*` environment variables,
+//! overridden by command-line flags. Tests build it from values, never from the process env.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use porten_proxy::config::{ModelSpec, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration (`$PORTEN_HOME/porten.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where porten keeps its state (`PORTEN_HOME`; default `~/.local/share/porten`).
+    pub home: Option<PathBuf>,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Models served, as `[[models]]` tables with `id` and `path`.
+    pub models: Vec<ModelSpec>,
+}
+
+/// Values given on the command line; each one set wins over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`: an explicit file, which must exist.
+    pub config: Option<PathBuf>,
+    /// `--home`.
+    pub home: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--api-key` (repeatable); replaces the configured keys when given.
+    pub api_keys: Vec<String>,
+    /// `--model ID=PATH` (repeatable); added to the file's models, replacing one of the same id.
+    pub models: Vec<ModelSpec>,
+    /// `--max-body-bytes`.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Reads a `PORTEN_*` variable; the binary passes `std::env::var`, tests a map.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Builds the configuration: file, then environment, then flags, then validation.
+    pub fn load(overrides: &Overrides, env: EnvLookup<'_>) -> anyhow::Result<(Self, PathBuf)> {
+        let env_home = env("PORTEN_HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        let home = overrides
+            .home
+            .clone()
+            .or(env_home)
+            .unwrap_or_else(|| default_home(env));
+        let (path, must_exist) = match &overrides.config {
+            Some(p) => (p.clone(), true),
+            None => (home.join("porten.toml"), false),
+        };
+        let mut config = Self::read_file(&path, must_exist)?;
+        config.home = Some(home);
+        config.apply_env(env)?;
+        config.apply_overrides(overrides);
+        config.validate()?;
+        Ok((config, path))
+    }
+
+    fn read_file(path: &Path, must_exist: bool) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid configuration file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                Ok(Self::default())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn apply_env(&mut self, env: EnvLookup<'_>) -> anyhow::Result<()> {
+        if let Some(listen) = env("PORTEN_LISTEN").filter(|v| !v.is_empty()) {
+            self.server.listen = listen.parse().with_context(|| {
+                format!("PORTEN_LISTEN=`{listen}` is not an address like 127.0.0.1:8080")
+            })?;
+        }
+        if let Some(keys) = env("PORTEN_API_KEYS") {
+            self.server.api_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
+            self.server.max_body_bytes = max.parse().with_context(|| {
+                format!("PORTEN_MAX_BODY_BYTES=`{max}` is not a number of bytes")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides) {
+        if let Some(listen) = o.listen {
+            self.server.listen = listen;
+        }
+        if !o.api_keys.is_empty() {
+            self.server.api_keys = o.api_keys.clone();
+        }
+        if let Some(max) = o.max_body_bytes {
+            self.server.max_body_bytes = max;
+        }
+        for model in &o.models {
+            self.models.retain(|m| m.id != model.id);
+            self.models.push(model.clone());
+        }
+    }
+
+    /// Explains what is wrong, if anything.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.server.validate()?;
+        for model in &self.models {
+            model.validate()?;
+        }
+        if self.models.is_empty() {
+            bail!(
+                "no models to serve: add [[models]] to the configuration file or pass --model ID=PATH"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn default_home(env: EnvLookup<'_>) -> PathBuf {
+    match env("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/porten"),
+        None => PathBuf::from(".porten"),
+    }
+}
+
+/// Parses `ID=PATH` from `--model`.
+pub fn parse_model_flag(flag: &str) -> Result<ModelSpec, String> {
+    let (id, path) = flag
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=PATH, got `{flag}`"))?;
+    if id.is_empty() || path.is_empty() {
+        return Err(format!("expected ID=PATH, got `{flag}`"));
+    }
+    Ok(ModelSpec::new(id, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("porten.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_config(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:1111\"\napi_keys = [\"file\"]\n\n[[models]]\nid = \"a\"\npath = \"/x\"\n",
+        );
+        let env = env_of(&[
+            ("PORTEN_LISTEN", "127.0.0.1:2222"),
+            ("PORTEN_API_KEYS", "e1, e2"),
+        ]);
+        let overrides = Overrides {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&overrides, &env).unwrap();
+        assert_eq!(config.server.listen.port(), 2222);
+        assert_eq!(config.server.api_keys, vec!["e1", "e2"]);
+
+        let overrides = Overrides {
+            config: Some(file),
+            listen: Some("127.0.0.1:3333".parse().unwrap()),
+            models: vec![parse_model_flag("a=/y").unwrap()],
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&overrides, &env).unwrap();
+        assert_eq!(config.server.listen.port(), 3333);
+        assert_eq!(
+            config.models.len(),
+            1,
+            "the flag replaces the file's model `a`"
+        );
+        assert_eq!(config.models[0].path, PathBuf::from("/y"));
+    }
+
+    #[test]
+    fn the_default_file_lives_in_porten_home_and_may_be_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let overrides = Overrides {
+            models: vec![parse_model_flag("m=/x").unwrap()],
+            ..Default::default()
+        };
+        let (config, path) = Config::load(&overrides, &env_of(&[("PORTEN_HOME", home)])).unwrap();
+        assert_eq!(path, dir.path().join("porten.toml"));
+        assert_eq!(config.server, ServerConfig::default());
+        write_config(dir.path(), "[server]\nmax_body_bytes = 2048\n");
+        let (config, _) = Config::load(&overrides, &env_of(&[("PORTEN_HOME", home)])).unwrap();
+        assert_eq!(config.server.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let overrides = Overrides {
+            config: Some("/definitely/not/here.toml".into()),
+            ..Default::default()
+        };
+        let err = Config::load(&overrides, &env_of(&[])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/definitely/not/here.toml"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_config(dir.path(), "[server]\nlisten_port = 9\n");
+        let overrides = Overrides {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = Config::load(&overrides, &env_of(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("listen_port"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_env_values_say_which_variable() {
+        let overrides = Overrides {
+            models: vec![parse_model_flag("m=/x").unwrap()],
+            ..Default::default()
+        };
+        let err = Config::load(&overrides, &env_of(&[("PORTEN_LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("PORTEN_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn no_models_is_explained() {
+        let err = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PORTEN_HOME", "/nonexistent")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--model"), "{err}");
+    }
+
+    #[test]
+    fn model_flags_need_an_id_and_a_path() {
+        assert!(parse_model_flag("smollm2=/m.gguf").is_ok());
+        assert!(parse_model_flag("smollm2").is_err());
+        assert!(parse_model_flag("=/m.gguf").is_err());
+    }
+}

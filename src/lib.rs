@@ -1,0 +1,7 @@
+//! The `porten` binary's testable half: command line, configuration, and the wiring of the
+//! proxy's parts into a running server.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod serve;
