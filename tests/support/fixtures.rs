@@ -18,7 +18,8 @@ const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + me
 
 /// GPT-2's byte-to-character table, which byte-level BPE vocabularies are written in.
 fn byte_chars() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut extra = 0;
     (0u32..256)
         .map(|b| {
@@ -77,7 +78,10 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
     for (name, shape, data) in tensors {
         assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}");
         let end = offset + data.len() * 4;
-        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
         offset = end;
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).unwrap();
@@ -94,7 +98,11 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn decoder_tensors(prefix: &str, qk_norm: bool, noise: &mut Noise) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn decoder_tensors(
+    prefix: &str,
+    qk_norm: bool,
+    noise: &mut Noise,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut random = |shape: Vec<usize>| {
         let n = shape.iter().product();
         let data = (0..n).map(|_| noise.next()).collect();
@@ -102,21 +110,46 @@ fn decoder_tensors(prefix: &str, qk_norm: bool, noise: &mut Noise) -> Vec<(Strin
     };
     let ones = |n: usize| (vec![n], vec![1.0f32; n]);
     let mut out = Vec::new();
-    let mut add = |name: String, (shape, data): (Vec<usize>, Vec<f32>)| out.push((name, shape, data));
-    add(format!("{prefix}embed_tokens.weight"), random(vec![VOCAB, HIDDEN]));
+    let mut add =
+        |name: String, (shape, data): (Vec<usize>, Vec<f32>)| out.push((name, shape, data));
+    add(
+        format!("{prefix}embed_tokens.weight"),
+        random(vec![VOCAB, HIDDEN]),
+    );
     for l in 0..LAYERS {
         let p = format!("{prefix}layers.{l}.");
-        add(format!("{p}self_attn.q_proj.weight"), random(vec![HEADS * HEAD_DIM, HIDDEN]));
-        add(format!("{p}self_attn.k_proj.weight"), random(vec![KV_HEADS * HEAD_DIM, HIDDEN]));
-        add(format!("{p}self_attn.v_proj.weight"), random(vec![KV_HEADS * HEAD_DIM, HIDDEN]));
-        add(format!("{p}self_attn.o_proj.weight"), random(vec![HIDDEN, HEADS * HEAD_DIM]));
+        add(
+            format!("{p}self_attn.q_proj.weight"),
+            random(vec![HEADS * HEAD_DIM, HIDDEN]),
+        );
+        add(
+            format!("{p}self_attn.k_proj.weight"),
+            random(vec![KV_HEADS * HEAD_DIM, HIDDEN]),
+        );
+        add(
+            format!("{p}self_attn.v_proj.weight"),
+            random(vec![KV_HEADS * HEAD_DIM, HIDDEN]),
+        );
+        add(
+            format!("{p}self_attn.o_proj.weight"),
+            random(vec![HIDDEN, HEADS * HEAD_DIM]),
+        );
         if qk_norm {
             add(format!("{p}self_attn.q_norm.weight"), ones(HEAD_DIM));
             add(format!("{p}self_attn.k_norm.weight"), ones(HEAD_DIM));
         }
-        add(format!("{p}mlp.gate_proj.weight"), random(vec![INTERMEDIATE, HIDDEN]));
-        add(format!("{p}mlp.up_proj.weight"), random(vec![INTERMEDIATE, HIDDEN]));
-        add(format!("{p}mlp.down_proj.weight"), random(vec![HIDDEN, INTERMEDIATE]));
+        add(
+            format!("{p}mlp.gate_proj.weight"),
+            random(vec![INTERMEDIATE, HIDDEN]),
+        );
+        add(
+            format!("{p}mlp.up_proj.weight"),
+            random(vec![INTERMEDIATE, HIDDEN]),
+        );
+        add(
+            format!("{p}mlp.down_proj.weight"),
+            random(vec![HIDDEN, INTERMEDIATE]),
+        );
         add(format!("{p}input_layernorm.weight"), ones(HIDDEN));
         add(format!("{p}post_attention_layernorm.weight"), ones(HIDDEN));
     }
@@ -163,7 +196,10 @@ pub fn write_tiny_chat_model(dir: &Path) {
 pub fn write_tiny_embedding_model(dir: &Path) {
     std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
     let mut noise = Noise(0xD1B5_4A32_D192_ED03);
-    write_safetensors(&dir.join("model.safetensors"), &decoder_tensors("", true, &mut noise));
+    write_safetensors(
+        &dir.join("model.safetensors"),
+        &decoder_tensors("", true, &mut noise),
+    );
     write_json(
         dir.join("config.json"),
         &json!({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",

@@ -24,9 +24,12 @@ pub async fn chat_completions(
     let (admitted, model) = slot.admit().await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let job = chat_job(request, model.generation_defaults.as_ref())?;
-    let choices = job.engine.sampling.n_choices;
+    let limits = StreamLimits {
+        choices: job.engine.sampling.n_choices,
+        max_tokens: job.engine.sampling.max_len,
+        include_usage: job.include_usage,
+    };
     let streaming = job.engine.streaming;
-    let include_usage = job.include_usage;
     let mut answers = model.submit(job.engine).await?;
     let head = ChunkHead {
         id: response_id("chatcmpl"),
@@ -35,14 +38,7 @@ pub async fn chat_completions(
     };
     if streaming {
         let (events, response) = sse::channel();
-        tokio::spawn(stream_chunks(
-            answers,
-            events,
-            head,
-            choices,
-            include_usage,
-            admitted,
-        ));
+        tokio::spawn(stream_chunks(answers, events, head, limits, admitted));
         return Ok(response);
     }
     match answers.recv().await {
@@ -86,15 +82,15 @@ async fn stream_chunks(
     mut answers: mpsc::Receiver<EngineResponse>,
     events: sse::EventSender,
     head: ChunkHead,
-    choices: usize,
-    include_usage: bool,
+    limits: StreamLimits,
     _admitted: Slot,
 ) {
     let mut role_sent = Vec::new();
-    let mut finished = 0;
+    let mut finished = vec![false; limits.choices];
+    let mut chunks_seen = vec![0usize; limits.choices];
     let mut usage = None;
-    let usage_field = include_usage.then_some(None);
-    while finished < choices {
+    let usage_field = limits.include_usage.then_some(None);
+    while finished.iter().any(|f| !f) {
         let answer = tokio::select! {
             answer = answers.recv() => answer,
             () = events.closed() => {
@@ -114,7 +110,16 @@ async fn stream_chunks(
             }
         };
         let (deltas, chunk_usage) = engine::chat_chunk(chunk, &mut role_sent);
-        finished += deltas.iter().filter(|d| d.finish_reason.is_some()).count();
+        for delta in &deltas {
+            if let Some(seen) = chunks_seen.get_mut(delta.index) {
+                *seen += 1;
+            }
+            if delta.finish_reason.is_some() {
+                if let Some(done) = finished.get_mut(delta.index) {
+                    *done = true;
+                }
+            }
+        }
         if let Some(u) = chunk_usage {
             usage = Some(u);
         }
@@ -130,11 +135,58 @@ async fn stream_chunks(
             return;
         }
     }
-    if include_usage {
-        let last = head.chunk(Vec::new(), Some(Some(usage.unwrap_or_default())));
+    // mistral.rs skips a token's chunk when its bytes end inside a UTF-8 character; when that
+    // is the last token, the finish chunk (and its usage) never comes. Close those choices here.
+    let unfinished = close_unfinished(&finished, &chunks_seen, limits.max_tokens);
+    if !unfinished.is_empty() {
+        tracing::debug!(
+            choices = unfinished.len(),
+            "engine ended without a finish chunk"
+        );
+        if events
+            .send_json(&head.chunk(unfinished, usage_field))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    if limits.include_usage {
+        // Without the engine's count, the chunks seen are the best lower bound we have.
+        let usage = usage.unwrap_or_else(|| Usage::new(0, chunks_seen.iter().sum()));
+        let last = head.chunk(Vec::new(), Some(Some(usage)));
         if events.send_json(&last).await.is_err() {
             return;
         }
     }
     let _ = events.send_done().await;
+}
+
+/// What a stream needs to know about its request.
+struct StreamLimits {
+    choices: usize,
+    max_tokens: Option<usize>,
+    include_usage: bool,
+}
+
+fn close_unfinished(
+    finished: &[bool],
+    chunks_seen: &[usize],
+    max_tokens: Option<usize>,
+) -> Vec<crate::openai::ChunkChoice> {
+    finished
+        .iter()
+        .zip(chunks_seen)
+        .enumerate()
+        .filter(|(_, (done, _))| !**done)
+        .map(|(index, (_, seen))| {
+            let hit_limit = max_tokens.is_some_and(|max| *seen + 1 >= max);
+            crate::openai::ChunkChoice {
+                index,
+                delta: crate::openai::Delta::default(),
+                finish_reason: Some(if hit_limit { "length" } else { "stop" }.into()),
+                logprobs: None,
+            }
+        })
+        .collect()
 }

@@ -150,6 +150,7 @@ async fn stream_text(
     _admitted: Slot,
 ) {
     let mut finished = 0;
+    let mut finished_index = Vec::new();
     while finished < choices {
         let answer = tokio::select! {
             answer = answers.recv() => answer,
@@ -171,7 +172,10 @@ async fn stream_text(
         };
         let mut event = head.clone();
         for (index, text, finish_reason) in engine::completion_chunk_text(chunk) {
-            finished += usize::from(finish_reason.is_some());
+            if finish_reason.is_some() {
+                finished += 1;
+                finished_index.push(index);
+            }
             event.choices.push(CompletionChoice {
                 index,
                 text,
@@ -181,6 +185,22 @@ async fn stream_text(
         }
         if events.send_json(&event).await.is_err() {
             tracing::info!("client disconnected; generation cancelled");
+            return;
+        }
+    }
+    if finished < choices {
+        // See the chat stream: mistral.rs can end a stream without its finish chunk.
+        let mut event = head;
+        event.choices = (0..choices)
+            .filter(|i| !finished_index.contains(i))
+            .map(|index| CompletionChoice {
+                index,
+                text: String::new(),
+                logprobs: None,
+                finish_reason: Some("stop".into()),
+            })
+            .collect();
+        if events.send_json(&event).await.is_err() {
             return;
         }
     }

@@ -1,0 +1,153 @@
+//! The real `porten` binary, started on port 0 for one test and killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::http;
+
+/// A running server.
+pub struct Porten {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    _home: tempfile::TempDir,
+}
+
+impl Porten {
+    /// `porten serve --listen 127.0.0.1:0 ARGS...`, waiting until it announces its address.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the child.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_porten"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("PORTEN_HOME", home.path())
+            .env_remove("PORTEN_API_KEYS")
+            .env_remove("PORTEN_LISTEN")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start porten");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("porten listening on http://")
+            .unwrap_or_else(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("porten did not start: {line:?}\n{}", log.lock().unwrap())
+            })
+            .parse()
+            .unwrap();
+        Porten {
+            child,
+            addr,
+            log,
+            _home: home,
+        }
+    }
+
+    /// Starts with the given models and waits until all are loaded.
+    pub fn with_models(models: &[(&str, &Path)], extra: &[&str]) -> Self {
+        let flags: Vec<String> = models
+            .iter()
+            .map(|(id, path)| format!("{id}={}", path.display()))
+            .collect();
+        let mut args: Vec<&str> = Vec::new();
+        for f in &flags {
+            args.extend(["--model", f.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        let server = Self::start(&args);
+        server.wait_ready();
+        server
+    }
+
+    /// Polls `/ready` until 200, for at most two minutes.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = http::get(self.addr, "/ready");
+            if answer.status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in time: {}\n{}",
+                answer.text(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`, for at most `secs`.
+    pub fn wait_for_log(&self, needle: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, for at most `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for Porten {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
