@@ -139,7 +139,8 @@ pub fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     (size > 0).then_some(data)
 }
 
-fn read_answer(reader: &mut impl BufRead) -> Answer {
+/// Reads a whole response: head and body, chunked or not.
+pub fn read_answer(reader: &mut impl BufRead) -> Answer {
     let (status, headers) = read_head(reader);
     let chunked = headers
         .iter()
