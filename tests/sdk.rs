@@ -1,0 +1,85 @@
+//! The official OpenAI SDKs (Python from PyPI, JavaScript from npm), unmodified, against the
+//! real binary serving SmolLM2 and a tiny embedding model. `scripts/setup-test-deps.sh`
+//! installs them when missing.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::fixtures::write_tiny_embedding_model;
+use support::server::Porten;
+
+const KEY: &str = "sdk-test-key";
+
+fn run_suite(server: &Porten, program: &str, args: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join(program))
+        .args(args)
+        .current_dir(root)
+        .env("PORTEN_BASE_URL", server.base_url())
+        .env("PORTEN_API_KEY", KEY)
+        .env("PORTEN_CHAT_MODEL", "smollm2")
+        .env("PORTEN_EMBED_MODEL", "tiny-embed")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{report}\nserver log:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn official_python_and_node_sdks_work_unmodified() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let setup = Command::new("bash")
+        .arg(root.join("scripts/setup-test-deps.sh"))
+        .status()
+        .unwrap();
+    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
+    let gguf = support::smollm2();
+    let dir = tempfile::tempdir().unwrap();
+    let embed = dir.path().join("tiny-embed");
+    write_tiny_embedding_model(&embed);
+    let server = Porten::with_models(
+        &[("smollm2", &gguf), ("tiny-embed", &embed)],
+        &["--api-key", KEY],
+    );
+    run_suite(
+        &server,
+        ".venv/bin/python",
+        &["-m", "pytest", "-q", "tests/python"],
+    );
+    let node = which_node();
+    let out = Command::new(node)
+        .args(["--test", "tests/node/"])
+        .current_dir(root)
+        .env("PORTEN_BASE_URL", server.base_url())
+        .env("PORTEN_API_KEY", KEY)
+        .env("PORTEN_CHAT_MODEL", "smollm2")
+        .env("PORTEN_EMBED_MODEL", "tiny-embed")
+        .output()
+        .expect("run node --test");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "node SDK tests failed:\n{report}\nserver log:\n{}",
+        server.log()
+    );
+}
+
+fn which_node() -> &'static str {
+    "node"
+}
