@@ -91,7 +91,7 @@ mod tests {
         drop(first);
         waiter.await.unwrap().unwrap();
         assert_eq!(door.queued(), 0);
-        door.enter("m").await.unwrap();
+        let _slot = door.enter("m").await.unwrap();
     }
 
     #[tokio::test]

@@ -1,0 +1,178 @@
+//! Streaming overhead of porten's HTTP endpoint against calling mistral.rs in-process, in one
+//! run, on SmolLM2: tokens/s and time to first token, interleaved so both see the same machine.
+//!
+//! `cargo bench --bench stream_overhead` (or `bash scripts/bench.sh`). Env: `BENCH_RUNS`
+//! (default 5), `BENCH_MAX_TOKENS` (default 64), `PORTEN_SMOLLM2_GGUF` (default: fetched).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
+
+const PROMPT: &str = "Write a short story about a lighthouse keeper.";
+
+struct Run {
+    ttft: Duration,
+    tokens: usize,
+    total: Duration,
+}
+
+impl Run {
+    /// Decode speed after the first token, the figure that measures streaming throughput.
+    fn tok_per_s(&self) -> f64 {
+        (self.tokens.saturating_sub(1)) as f64 / (self.total - self.ttft).as_secs_f64()
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn smollm2() -> PathBuf {
+    if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
+        return p.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("scripts/fetch-smollm2.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+async fn direct_run(model: &mistralrs::Model, max_tokens: usize) -> Run {
+    let request = RequestBuilder::new()
+        .add_message(TextMessageRole::User, PROMPT)
+        .set_sampler_temperature(0.0)
+        .set_sampler_max_len(max_tokens);
+    let start = Instant::now();
+    let mut stream = model.stream_chat_request(request).await.unwrap();
+    let mut ttft = None;
+    let mut tokens = 0;
+    while let Some(response) = stream.next().await {
+        match response {
+            Response::Chunk(chunk) => {
+                ttft.get_or_insert_with(|| start.elapsed());
+                tokens += 1;
+                if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
+                    break;
+                }
+            }
+            Response::Done(_) => break,
+            _ => panic!("engine error"),
+        }
+    }
+    Run {
+        ttft: ttft.unwrap(),
+        tokens,
+        total: start.elapsed(),
+    }
+}
+
+fn http_run(addr: SocketAddr, max_tokens: usize) -> Run {
+    let body = serde_json::json!({"model": "smollm2", "stream": true, "temperature": 0, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": PROMPT}]})
+    .to_string();
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut ttft = None;
+    let mut tokens = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            if data == "[DONE]" {
+                break;
+            }
+            let chunk: serde_json::Value = serde_json::from_str(data).unwrap();
+            if chunk["choices"].as_array().is_some_and(|c| !c.is_empty()) {
+                ttft.get_or_insert_with(|| start.elapsed());
+                tokens += 1;
+            }
+        }
+    }
+    Run {
+        ttft: ttft.unwrap(),
+        tokens,
+        total: start.elapsed(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs = env_usize("BENCH_RUNS", 5);
+    let max_tokens = env_usize("BENCH_MAX_TOKENS", 64);
+    let gguf = smollm2();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = gguf.parent().unwrap().display().to_string();
+    let file = gguf.file_name().unwrap().to_string_lossy().into_owned();
+    let model = rt
+        .block_on(
+            GgufModelBuilder::new(dir, vec![file])
+                .with_token_source(TokenSource::None)
+                .build(),
+        )
+        .unwrap();
+
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_porten"));
+    let mut server = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            &format!("smollm2={}", gguf.display()),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: SocketAddr = first
+        .trim()
+        .trim_start_matches("porten listening on http://")
+        .parse()
+        .unwrap();
+    // Warm both paths (and wait for porten's model to load: the first request waits for it).
+    rt.block_on(direct_run(&model, 4));
+    http_run(addr, 4);
+
+    let (mut direct, mut http) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        direct.push(rt.block_on(direct_run(&model, max_tokens)));
+        http.push(http_run(addr, max_tokens));
+    }
+    let _ = server.kill();
+    let tps = |r: &[Run]| median(r.iter().map(Run::tok_per_s).collect());
+    let ttft = |r: &[Run]| median(r.iter().map(|x| x.ttft.as_secs_f64() * 1e3).collect());
+    let (d_tps, h_tps, d_ttft, h_ttft) = (tps(&direct), tps(&http), ttft(&direct), ttft(&http));
+    println!("SmolLM2-135M Q4_1, {runs} runs x {max_tokens} tokens, streaming, medians:");
+    println!("  mistral.rs in-process : {d_tps:8.2} tok/s  first token {d_ttft:8.2} ms");
+    println!("  porten over HTTP      : {h_tps:8.2} tok/s  first token {h_ttft:8.2} ms");
+    println!(
+        "  ratio porten/direct   : {:8.3}x tok/s  first-token overhead {:+.2} ms",
+        h_tps / d_tps,
+        h_ttft - d_ttft
+    );
+}

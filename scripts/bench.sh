@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, on SmolLM2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
+bash scripts/fetch-smollm2.sh >/dev/null
+cargo bench --bench stream_overhead
