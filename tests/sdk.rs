@@ -12,9 +12,10 @@ use support::server::Porten;
 
 const KEY: &str = "sdk-test-key";
 
-fn run_suite(server: &Porten, program: &str, args: &[&str]) {
+/// Runs one SDK suite (`program args`, from the repository root) against `server`.
+fn run_suite(server: &Porten, program: &Path, args: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join(program))
+    let out = Command::new(program)
         .args(args)
         .current_dir(root)
         .env("PORTEN_BASE_URL", server.base_url())
@@ -22,7 +23,7 @@ fn run_suite(server: &Porten, program: &str, args: &[&str]) {
         .env("PORTEN_CHAT_MODEL", "smollm2")
         .env("PORTEN_EMBED_MODEL", "tiny-embed")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let report = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -31,7 +32,8 @@ fn run_suite(server: &Porten, program: &str, args: &[&str]) {
     println!("{report}");
     assert!(
         out.status.success(),
-        "{program} {args:?} failed:\n{report}\nserver log:\n{}",
+        "{} {args:?} failed:\n{report}\nserver log:\n{}",
+        program.display(),
         server.log()
     );
 }
@@ -54,32 +56,8 @@ fn official_python_and_node_sdks_work_unmodified() {
     );
     run_suite(
         &server,
-        ".venv/bin/python",
+        &root.join(".venv/bin/python"),
         &["-m", "pytest", "-q", "tests/python"],
     );
-    let node = which_node();
-    let out = Command::new(node)
-        .args(["--test", "tests/node/"])
-        .current_dir(root)
-        .env("PORTEN_BASE_URL", server.base_url())
-        .env("PORTEN_API_KEY", KEY)
-        .env("PORTEN_CHAT_MODEL", "smollm2")
-        .env("PORTEN_EMBED_MODEL", "tiny-embed")
-        .output()
-        .expect("run node --test");
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "node SDK tests failed:\n{report}\nserver log:\n{}",
-        server.log()
-    );
-}
-
-fn which_node() -> &'static str {
-    "node"
+    run_suite(&server, Path::new("node"), &["--test", "tests/node/"]);
 }
