@@ -12,7 +12,6 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
-use support::fixtures::{write_tiny_chat_model, write_tiny_embedding_model};
 use support::http::{self, Answer};
 use support::server::Porten;
 
@@ -139,15 +138,8 @@ fn run_case(server: &Porten, dir: &Path) -> Result<(), String> {
 
 #[test]
 fn http_cases() {
-    let models = tempfile::tempdir().unwrap();
-    let chat = models.path().join("tiny");
-    let embed = models.path().join("tiny-embed");
-    write_tiny_chat_model(&chat);
-    write_tiny_embedding_model(&embed);
-    let server = Porten::with_models(
-        &[("tiny", &chat), ("tiny-embed", &embed)],
-        &["--max-body-bytes", "65536"],
-    );
+    let tiny = support::tiny_server(&["--max-body-bytes", "65536"]);
+    let server = &tiny.server;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
@@ -164,7 +156,7 @@ fn http_cases() {
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        match run_case(&server, dir) {
+        match run_case(server, dir) {
             Ok(()) => println!("case {name} ... ok"),
             Err(why) => {
                 println!("case {name} ... FAILED: {why}");

@@ -4,9 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::fixtures::{write_tiny_chat_model, write_tiny_embedding_model};
 use support::http;
-use support::server::Porten;
 
 /// A deterministic generator, so a failure can be replayed.
 struct Rng(u64);
@@ -117,12 +115,8 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
 
 #[test]
 fn malformed_bodies_get_openai_errors_and_the_server_survives() {
-    let models = tempfile::tempdir().unwrap();
-    let chat = models.path().join("tiny");
-    let embed = models.path().join("tiny-embed");
-    write_tiny_chat_model(&chat);
-    write_tiny_embedding_model(&embed);
-    let server = Porten::with_models(&[("tiny", &chat), ("tiny-embed", &embed)], &[]);
+    let tiny = support::tiny_server(&[]);
+    let server = &tiny.server;
     let endpoints = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
     let mut rng = Rng(0x5eed);
     let rounds = 3000;

@@ -6,23 +6,12 @@ mod support;
 use std::io::BufReader;
 
 use serde_json::{json, Value};
-use support::fixtures::{write_tiny_chat_model, write_tiny_embedding_model, EMBEDDING_DIM};
+use support::fixtures::{write_tiny_chat_model, EMBEDDING_DIM};
 use support::http::{self, get, post_json};
 use support::server::Porten;
 
-struct Tiny {
-    _dir: tempfile::TempDir,
-    server: Porten,
-}
-
-fn tiny(extra: &[&str]) -> Tiny {
-    let dir = tempfile::tempdir().unwrap();
-    let chat = dir.path().join("tiny-chat");
-    let embed = dir.path().join("tiny-embed");
-    write_tiny_chat_model(&chat);
-    write_tiny_embedding_model(&embed);
-    let server = Porten::with_models(&[("tiny", &chat), ("tiny-embed", &embed)], extra);
-    Tiny { _dir: dir, server }
+fn tiny(extra: &[&str]) -> support::TinyServer {
+    support::tiny_server(extra)
 }
 
 fn chat_body(extra: Value) -> Value {

@@ -22,3 +22,24 @@ pub fn smollm2() -> PathBuf {
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
+
+/// The real binary serving `tiny` (chat) and `tiny-embed` (embeddings), both written by the
+/// fixture code into a temporary directory that lives as long as the server.
+pub struct TinyServer {
+    pub server: server::Porten,
+    _models: tempfile::TempDir,
+}
+
+/// Starts a [`TinyServer`] with extra `porten serve` flags, waiting until both models are loaded.
+pub fn tiny_server(extra: &[&str]) -> TinyServer {
+    let models = tempfile::tempdir().unwrap();
+    let chat = models.path().join("tiny");
+    let embed = models.path().join("tiny-embed");
+    fixtures::write_tiny_chat_model(&chat);
+    fixtures::write_tiny_embedding_model(&embed);
+    let server = server::Porten::with_models(&[("tiny", &chat), ("tiny-embed", &embed)], extra);
+    TinyServer {
+        server,
+        _models: models,
+    }
+}
