@@ -34,25 +34,117 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve models on an OpenAI-compatible HTTP endpoint.
     Serve(ServeArgs),
+    /// Import a .gguf file, a model directory or a Hugging Face cache snapshot into the store.
+    Import(ImportArgs),
+    /// List the models in the store.
+    Ls(Common),
+    /// Show one model's files and metadata.
+    Show(NamedArgs),
+    /// Remove a model (its blobs go unless another model shares them).
+    Rm(RmArgs),
+    /// Pin a model: it is never evicted to make room.
+    Pin(NamedArgs),
+    /// Unpin a model.
+    Unpin(NamedArgs),
+    /// Remove blobs no model refers to and what crashed processes left behind.
+    Gc(Common),
+    /// Rehash blobs; corrupt ones are quarantined and reported (exit status 1).
+    Verify(VerifyArgs),
+    /// Show the disk budget, what is used and what could be reclaimed.
+    Du(Common),
 }
 
-/// Flags of `porten serve`; each wins over the config file and `PORTEN_*` variables.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+/// Flags every subcommand takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Common {
     /// Configuration file [default: $PORTEN_HOME/porten.toml]
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// porten's state directory [env: PORTEN_HOME; default: ~/.local/share/porten]
     #[arg(long)]
     pub home: Option<PathBuf>,
+    /// Disk budget of the weight store in MiB [env: PORTEN_AUTO_DOWNLOAD_MB; default: no limit]
+    #[arg(long, value_name = "MIB")]
+    pub budget_mb: Option<u64>,
+}
+
+impl Common {
+    /// The flags as configuration overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            home: self.home.clone(),
+            budget_mb: self.budget_mb,
+            ..Default::default()
+        }
+    }
+}
+
+/// `porten import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A .gguf file, a model directory, or a Hugging Face cache snapshot
+    /// (`models--org--name` or `models--org--name/snapshots/<rev>`)
+    pub path: PathBuf,
+    /// Name to store it under, `NAME[:TAG]` [default: from the file or repository name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Copy the bytes even where a reflink or hard link would do
+    #[arg(long)]
+    pub copy: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// A subcommand that names one model.
+#[derive(Debug, clap::Args)]
+pub struct NamedArgs {
+    /// `NAME[:TAG]`
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `porten rm`.
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// `NAME[:TAG]`
+    pub name: String,
+    /// Remove even if pinned
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `porten verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Only this model's blobs [default: every blob]
+    pub name: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// Flags of `porten serve`; each wins over the config file and `PORTEN_*` variables.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
     /// Address to listen on [env: PORTEN_LISTEN; default: 127.0.0.1:8080]
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Accepted API key; repeat for several [env: PORTEN_API_KEYS, comma-separated]
     #[arg(long = "api-key", value_name = "KEY")]
     pub api_keys: Vec<String>,
-    /// A model to serve: a .gguf file or a model directory; repeatable
-    #[arg(long = "model", value_name = "ID=PATH", value_parser = parse_model_flag)]
+    /// A model to serve: ID=PATH (a .gguf file or a model directory) or a store name; repeatable
+    /// [default: every model in the store]
+    #[arg(long = "model", value_name = "ID=PATH|NAME", value_parser = parse_model_flag)]
     pub models: Vec<ModelSpec>,
     /// Largest request body accepted, in bytes [env: PORTEN_MAX_BODY_BYTES; default: 4 MiB]
     #[arg(long)]
@@ -63,12 +155,11 @@ impl ServeArgs {
     /// The flags as configuration overrides.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            config: self.config.clone(),
-            home: self.home.clone(),
             listen: self.listen,
             api_keys: self.api_keys.clone(),
             models: self.models.clone(),
             max_body_bytes: self.max_body_bytes,
+            ..self.common.overrides()
         }
     }
 }

@@ -15,8 +15,38 @@ pub struct Config {
     pub home: Option<PathBuf>,
     /// The HTTP server.
     pub server: ServerConfig,
-    /// Models served, as `[[models]]` tables with `id` and `path`.
+    /// The weight store.
+    pub store: StoreSettings,
+    /// Models served, as `[[models]]` tables with `id` and `path` (or `id` alone for a model in
+    /// the store). None at all: every model in the store is served.
     pub models: Vec<ModelSpec>,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Where blobs and manifests live (default `$PORTEN_HOME/store`).
+    pub path: Option<PathBuf>,
+    /// Disk budget in MiB (`PORTEN_AUTO_DOWNLOAD_MB`); none means no limit.
+    pub budget_mb: Option<u64>,
+}
+
+impl Config {
+    /// The store's root directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.store.path.clone().unwrap_or_else(|| {
+            self.home
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".porten"))
+                .join("store")
+        })
+    }
+
+    /// The disk budget in bytes.
+    pub fn store_budget_bytes(&self) -> Option<u64> {
+        self.store.budget_mb.map(|mb| mb.saturating_mul(1 << 20))
+    }
 }
 
 /// Values given on the command line; each one set wins over file and environment.
@@ -34,6 +64,8 @@ pub struct Overrides {
     pub models: Vec<ModelSpec>,
     /// `--max-body-bytes`.
     pub max_body_bytes: Option<usize>,
+    /// `--budget-mb`.
+    pub budget_mb: Option<u64>,
 }
 
 /// Reads a `PORTEN_*` variable; the binary passes `std::env::var`, tests a map.
@@ -87,6 +119,11 @@ impl Config {
                 .map(str::to_string)
                 .collect();
         }
+        if let Some(mb) = env("PORTEN_AUTO_DOWNLOAD_MB").filter(|v| !v.is_empty()) {
+            self.store.budget_mb = Some(mb.parse().with_context(|| {
+                format!("PORTEN_AUTO_DOWNLOAD_MB=`{mb}` is not a whole number of MiB")
+            })?);
+        }
         if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
             self.server.max_body_bytes = max.parse().with_context(|| {
                 format!("PORTEN_MAX_BODY_BYTES=`{max}` is not a number of bytes")
@@ -105,6 +142,9 @@ impl Config {
         if let Some(max) = o.max_body_bytes {
             self.server.max_body_bytes = max;
         }
+        if let Some(mb) = o.budget_mb {
+            self.store.budget_mb = Some(mb);
+        }
         for model in &o.models {
             self.models.retain(|m| m.id != model.id);
             self.models.push(model.clone());
@@ -117,10 +157,8 @@ impl Config {
         for model in &self.models {
             model.validate()?;
         }
-        if self.models.is_empty() {
-            bail!(
-                "no models to serve: add [[models]] to the configuration file or pass --model ID=PATH"
-            );
+        if self.store.budget_mb == Some(0) {
+            bail!("the store budget must be at least 1 MiB (or unset for no limit)");
         }
         Ok(())
     }
@@ -133,15 +171,17 @@ fn default_home(env: EnvLookup<'_>) -> PathBuf {
     }
 }
 
-/// Parses `ID=PATH` from `--model`.
+/// Parses `--model`: `ID=PATH` for files on disk, or a store name (`smollm2`, `org/m:q4`).
 pub fn parse_model_flag(flag: &str) -> Result<ModelSpec, String> {
-    let (id, path) = flag
-        .split_once('=')
-        .ok_or_else(|| format!("expected ID=PATH, got `{flag}`"))?;
-    if id.is_empty() || path.is_empty() {
-        return Err(format!("expected ID=PATH, got `{flag}`"));
+    match flag.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok(ModelSpec::new(id, path)),
+        Some(_) => Err(format!(
+            "expected ID=PATH or a store model name, got `{flag}`"
+        )),
+        None => porten_storage::ModelRef::parse(flag)
+            .map(|_| ModelSpec::new(flag, ""))
+            .map_err(|e| e.to_string()),
     }
-    Ok(ModelSpec::new(id, path))
 }
 
 #[cfg(test)]
@@ -250,19 +290,41 @@ mod tests {
     }
 
     #[test]
-    fn no_models_is_explained() {
-        let err = Config::load(
-            &Overrides::default(),
-            &env_of(&[("PORTEN_HOME", "/nonexistent")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("--model"), "{err}");
+    fn the_disk_budget_comes_from_porten_auto_download_mb_and_the_flag_beats_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let env = env_of(&[("PORTEN_HOME", home), ("PORTEN_AUTO_DOWNLOAD_MB", "2048")]);
+        let (config, _) = Config::load(&Overrides::default(), &env).unwrap();
+        assert_eq!(config.store_budget_bytes(), Some(2048 << 20));
+        assert_eq!(config.store_path(), dir.path().join("store"));
+        let flag = Overrides {
+            budget_mb: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::load(&flag, &env).unwrap().0.store_budget_bytes(),
+            Some(10 << 20)
+        );
+        let bad = env_of(&[("PORTEN_HOME", home), ("PORTEN_AUTO_DOWNLOAD_MB", "lots")]);
+        let err = Config::load(&Overrides::default(), &bad).unwrap_err();
+        assert!(err.to_string().contains("PORTEN_AUTO_DOWNLOAD_MB"), "{err}");
     }
 
     #[test]
-    fn model_flags_need_an_id_and_a_path() {
-        assert!(parse_model_flag("smollm2=/m.gguf").is_ok());
-        assert!(parse_model_flag("smollm2").is_err());
+    fn model_flags_are_id_and_path_or_a_store_name() {
+        assert_eq!(
+            parse_model_flag("smollm2=/m.gguf").unwrap().path,
+            PathBuf::from("/m.gguf")
+        );
+        let store_model = parse_model_flag("org/smollm2:q4").unwrap();
+        assert_eq!(
+            (
+                store_model.id.as_str(),
+                store_model.path.as_os_str().is_empty()
+            ),
+            ("org/smollm2:q4", true)
+        );
         assert!(parse_model_flag("=/m.gguf").is_err());
+        assert!(parse_model_flag("../escape").is_err());
     }
 }

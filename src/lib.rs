@@ -4,4 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod progress;
 pub mod serve;
+pub mod store_cmd;

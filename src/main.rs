@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use clap::Parser;
 use porten::cli::{Cli, Command, LogFormat};
 use porten::config::Config;
+use porten::store_cmd;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -23,12 +24,32 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let env = |name: &str| std::env::var(name).ok();
+    let load = |overrides: &porten::config::Overrides| -> anyhow::Result<Config> {
+        let (config, path) = Config::load(overrides, &env)?;
+        tracing::debug!(config = %path.display(), "configuration loaded");
+        Ok(config)
+    };
+    let store_of =
+        |common: &porten::cli::Common| store_cmd::open_store(&load(&common.overrides())?);
     match cli.command {
-        Command::Serve(args) => {
-            let env = |name: &str| std::env::var(name).ok();
-            let (config, path) = Config::load(&args.overrides(), &env)?;
-            tracing::info!(config = %path.display(), "configuration loaded");
-            porten::serve::serve(config).await
+        Command::Serve(args) => porten::serve::serve(load(&args.overrides())?).await,
+        Command::Import(a) => {
+            let store = store_of(&a.common)?;
+            tokio::task::block_in_place(|| {
+                store_cmd::import(&store, &a.path, a.name.as_deref(), a.copy)
+            })
         }
+        Command::Ls(common) => store_cmd::ls(&*store_of(&common)?),
+        Command::Show(a) => store_cmd::show(&*store_of(&a.common)?, &a.name),
+        Command::Rm(a) => store_cmd::rm(&*store_of(&a.common)?, &a.name, a.force),
+        Command::Pin(a) => store_cmd::pin(&*store_of(&a.common)?, &a.name, true),
+        Command::Unpin(a) => store_cmd::pin(&*store_of(&a.common)?, &a.name, false),
+        Command::Gc(common) => store_cmd::gc(&*store_of(&common)?),
+        Command::Verify(a) => {
+            let store = store_of(&a.common)?;
+            tokio::task::block_in_place(|| store_cmd::verify(&store, a.name.as_deref()))
+        }
+        Command::Du(common) => store_cmd::du(&*store_of(&common)?),
     }
 }

@@ -2,16 +2,24 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use porten_proxy::models::ModelRegistry;
+use std::collections::HashMap;
+
+use anyhow::{bail, Context};
+use porten_proxy::config::ModelSpec;
+use porten_proxy::models::{ModelRegistry, Preflight};
 use porten_proxy::BoundServer;
+use porten_storage::{Checkout, ModelRef, Store, DEFAULT_TAG};
 
 use crate::config::Config;
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let store = crate::store_cmd::open_store(&config)?;
+    let checkouts = tokio::task::block_in_place(|| checkout_store_models(&store, &mut config))?;
     // Every model path is checked before the port is taken: a typo is a start-up error.
-    let models = Arc::new(ModelRegistry::resolve(&config.models)?);
+    let models =
+        ModelRegistry::resolve(&config.models)?.with_preflight(verify_before_load(checkouts));
+    let models = Arc::new(models);
     let server = BoundServer::bind(config.server.clone(), models.clone())
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -20,8 +28,60 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("porten listening on http://{addr}");
     tracing::info!(%addr, models = config.models.len(), "listening");
     tokio::spawn(async move { models.load_all().await });
-    server.run(shutdown_signal()).await?;
+    let result = server.run(shutdown_signal()).await;
+    store.end_session();
+    result?;
     Ok(())
+}
+
+/// Points every store model (a spec without a path) at its materialized directory, leasing it for
+/// the life of the process so that nothing evicts it. With no models configured at all, every
+/// model in the store is served, under its name (`smollm2`, or `name:tag` for tags other than
+/// `latest`).
+fn checkout_store_models(
+    store: &Arc<Store>,
+    config: &mut Config,
+) -> anyhow::Result<HashMap<String, Checkout>> {
+    if config.models.is_empty() {
+        for summary in store.list()? {
+            let model = &summary.manifest.model;
+            let id = if model.tag == DEFAULT_TAG {
+                model.name.clone()
+            } else {
+                model.to_string()
+            };
+            config.models.push(ModelSpec::new(id, ""));
+        }
+        if config.models.is_empty() {
+            bail!(
+                "no models to serve: import one (`porten import FILE --name NAME`), add [[models]] \
+                 to the configuration file, or pass --model ID=PATH"
+            );
+        }
+    }
+    let mut checkouts = HashMap::new();
+    for spec in config
+        .models
+        .iter_mut()
+        .filter(|s| s.path.as_os_str().is_empty())
+    {
+        let model = ModelRef::parse(&spec.id)?;
+        let checkout = store
+            .prepare(&model)
+            .with_context(|| format!("model `{}`", spec.id))?;
+        spec.path = checkout.dir().to_path_buf();
+        checkouts.insert(spec.id.clone(), checkout);
+    }
+    Ok(checkouts)
+}
+
+/// Rehashes a store model's blobs just before it loads: a corrupt blob fails that model (and is
+/// quarantined), never the server.
+fn verify_before_load(checkouts: HashMap<String, Checkout>) -> Preflight {
+    Arc::new(move |spec: &ModelSpec| match checkouts.get(&spec.id) {
+        Some(checkout) => checkout.verify().map_err(|e| e.to_string()),
+        None => Ok(()),
+    })
 }
 
 async fn shutdown_signal() {

@@ -91,6 +91,9 @@ pub struct ModelSpec {
     /// The name clients put in `"model"`.
     pub id: String,
     /// A `.gguf` file or a model directory on local disk. Never fetched from the network.
+    /// Left out (empty), the model is the one named `id` in porten's weight store, which the
+    /// binary resolves to a directory before the server starts.
+    #[serde(default)]
     pub path: PathBuf,
     /// What the path holds; `auto` looks at the files.
     #[serde(default)]

@@ -32,6 +32,10 @@ impl LoadState {
     }
 }
 
+/// A check run just before a model loads, off the async threads (the server uses it to verify
+/// store blobs); an error fails that model's load with the message.
+pub type Preflight = Arc<dyn Fn(&ModelSpec) -> std::result::Result<(), String> + Send + Sync>;
+
 /// One served model.
 pub struct ModelSlot {
     /// How it was declared.
@@ -74,7 +78,18 @@ impl ModelSlot {
         }
     }
 
-    async fn load(&self) {
+    async fn load(&self, preflight: Option<Preflight>) {
+        if let Some(check) = preflight {
+            let spec = self.spec.clone();
+            let checked = tokio::task::spawn_blocking(move || check(&spec))
+                .await
+                .unwrap_or_else(|e| Err(format!("preflight panicked: {e}")));
+            if let Err(reason) = checked {
+                tracing::error!(model = %self.spec.id, error = %reason, "model failed its preflight check");
+                self.state.send_replace(LoadState::Failed(reason));
+                return;
+            }
+        }
         let state = match load_model(&self.spec, &self.source).await {
             Ok(model) => {
                 tracing::info!(model = %self.spec.id, kind = model.kind.as_str(), "model loaded");
@@ -92,6 +107,7 @@ impl ModelSlot {
 /// All served models, by id.
 pub struct ModelRegistry {
     slots: BTreeMap<String, Arc<ModelSlot>>,
+    preflight: Option<Preflight>,
 }
 
 impl ModelRegistry {
@@ -114,14 +130,23 @@ impl ModelRegistry {
                 )));
             }
         }
-        Ok(Self { slots })
+        Ok(Self {
+            slots,
+            preflight: None,
+        })
+    }
+
+    /// Runs `check` before each model loads.
+    pub fn with_preflight(mut self, check: Preflight) -> Self {
+        self.preflight = Some(check);
+        self
     }
 
     /// Loads every model, one after the other (two loads at once would only fight for memory
     /// bandwidth). Failures are recorded in the model's state.
     pub async fn load_all(&self) {
         for slot in self.slots.values() {
-            slot.load().await;
+            slot.load(self.preflight.clone()).await;
         }
     }
 

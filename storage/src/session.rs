@@ -96,6 +96,20 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Removes this session's directory: its books, leases and temp files end here.
+    pub fn end(&self) {
+        let _ = remove_dir_if_present(&self.dir);
+    }
+}
+
+impl Drop for Session {
+    /// A clean exit removes its own session; only a crash leaves one for the next start to remove.
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// A session is alive while its process holds the lock on its `lock` file.
 fn is_alive(dir: &Path) -> bool {
     let Ok(file) = File::open(dir.join("lock")) else {

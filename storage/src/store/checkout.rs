@@ -51,10 +51,47 @@ impl Drop for Checkout {
     }
 }
 
+impl Checkout {
+    /// Rehashes every blob (once per process while unchanged); a corrupt one is quarantined and
+    /// reported, so it is never served.
+    pub fn verify(&self) -> Result<()> {
+        for file in &self.manifest.files {
+            let (model, path, blake3) =
+                (self.model.to_string(), file.path.clone(), file.blake3.hex());
+            match self.store.check_blob(&file.blake3)? {
+                BlobState::Whole(_) => {}
+                BlobState::Corrupt(_) => {
+                    return Err(Error::Corrupt {
+                        model,
+                        file: path,
+                        blake3,
+                    })
+                }
+                BlobState::Missing => {
+                    return Err(Error::MissingBlob {
+                        model,
+                        file: path,
+                        blake3,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Leases `model`, verifies every blob (a corrupt one is quarantined and the checkout fails),
     /// and returns the directory to load it from.
     pub fn checkout(self: &Arc<Self>, model: &ModelRef) -> Result<Checkout> {
+        let checkout = self.prepare(model)?;
+        checkout.verify()?;
+        Ok(checkout)
+    }
+
+    /// Leases `model` and materializes its directory without hashing anything: for a caller that
+    /// verifies later (the server verifies while it loads, not before it binds).
+    pub fn prepare(self: &Arc<Self>, model: &ModelRef) -> Result<Checkout> {
         let manifest = self.locked(|locked| {
             let manifest = self.manifest(model)?;
             *locked.own.leases.entry(model.clone()).or_default() += 1;
@@ -67,30 +104,6 @@ impl Store {
             dir: self.layout.materialized(model),
             manifest: manifest.clone(),
         };
-        for file in &manifest.files {
-            let fail = |corrupt: bool| {
-                let (model, file, blake3) =
-                    (model.to_string(), file.path.clone(), file.blake3.hex());
-                if corrupt {
-                    Error::Corrupt {
-                        model,
-                        file,
-                        blake3,
-                    }
-                } else {
-                    Error::MissingBlob {
-                        model,
-                        file,
-                        blake3,
-                    }
-                }
-            };
-            match self.check_blob(&file.blake3)? {
-                BlobState::Whole(_) => {}
-                BlobState::Corrupt(_) => return Err(fail(true)),
-                BlobState::Missing => return Err(fail(false)),
-            }
-        }
         self.locked(|locked| {
             locked.touch(model)?;
             self.materialize(&manifest)

@@ -119,6 +119,13 @@ impl Store {
         })
     }
 
+    /// Ends this process's session now (its leases and reservations with it), for a server that
+    /// is exiting while other threads may still hold the store.
+    pub fn end_session(&self) {
+        let _books = self.books.lock().unwrap_or_else(|p| p.into_inner());
+        self.session.end();
+    }
+
     /// Where things are.
     pub fn layout(&self) -> &Layout {
         &self.layout
