@@ -9,7 +9,7 @@ use std::path::Path;
 use super::Store;
 use crate::error::IoContext;
 use crate::fsutil::{now_ms, remove_file_if_present};
-use crate::hash::{copy_hashing, hash_file, BlobId};
+use crate::hash::{hash_file, BlobId};
 use crate::manifest::{FileEntry, Manifest, SCHEMA};
 use crate::name::ModelRef;
 use crate::source::{self, FileIdentity, SourceFile};
@@ -253,21 +253,31 @@ impl Store {
         let (id, outcome) = match linked {
             Some(done) => done,
             None => {
-                let mut out = File::create(&tmp).io("cannot create", &tmp)?;
-                let (id, copied) =
-                    copy_hashing(&file.abs, &mut out, &tmp, |n| progress.advance(n))?;
-                out.sync_all().io("cannot sync", &tmp)?;
-                if copied != file.size {
-                    remove_file_if_present(&tmp)?;
-                    return Err(Error::BadSource {
-                        path: file.abs.clone(),
-                        reason: "the file changed size while being imported".into(),
-                    });
-                }
+                // The kernel copies (copy_file_range, as cp does) while another core hashes the
+                // same source through the page cache; the source's identity before and after
+                // proves both saw the same bytes.
+                let (copied, hashed) =
+                    rayon::join(|| std::fs::copy(&file.abs, &tmp), || hash_file(&file.abs));
+                let copied = copied.io("cannot copy", &file.abs);
+                let unchanged = FileIdentity::of(&file.abs).ok() == Some(file.identity);
+                let (id, copied) = match (hashed, copied) {
+                    (Ok(id), Ok(n)) if unchanged && n == file.size => (id, n),
+                    (hashed, copied) => {
+                        remove_file_if_present(&tmp)?;
+                        hashed?;
+                        copied?;
+                        return Err(Error::BadSource {
+                            path: file.abs.clone(),
+                            reason: "the file changed while being imported".into(),
+                        });
+                    }
+                };
+                File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .io("cannot sync", &tmp)?;
                 read_only(&tmp);
-                if FileIdentity::of(&file.abs).ok() == Some(file.identity) {
-                    self.hashes.insert(file.identity, id);
-                }
+                self.hashes.insert(file.identity, id);
+                progress.advance(copied);
                 (id, FileOutcome::Copied)
             }
         };
