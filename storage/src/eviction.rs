@@ -85,6 +85,15 @@ pub(crate) struct References {
 }
 
 impl References {
+    /// Every blob some model lists or some import relies on: the ones that must stay.
+    pub fn referenced(&self) -> BTreeSet<BlobId> {
+        self.models
+            .values()
+            .flat_map(|blobs| blobs.keys().copied())
+            .chain(self.protected.iter().copied())
+            .collect()
+    }
+
     /// Bytes freed by removing every model in `victims`: blobs that no remaining model lists and
     /// no import relies on.
     pub fn freed_by(&self, victims: &BTreeSet<ModelRef>) -> u64 {

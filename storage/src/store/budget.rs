@@ -183,12 +183,7 @@ impl Locked<'_> {
         }
         let shortfall = used + needed - budget;
         let refs = self.references()?;
-        let referenced: BTreeSet<BlobId> = refs
-            .models
-            .values()
-            .flat_map(|b| b.keys().copied())
-            .chain(refs.protected.iter().copied())
-            .collect();
+        let referenced = refs.referenced();
         let garbage: Vec<(BlobId, u64)> = blobs
             .iter()
             .filter(|(id, _)| !referenced.contains(id))
@@ -274,12 +269,7 @@ impl Locked<'_> {
         on_disk: &std::collections::BTreeMap<BlobId, u64>,
     ) -> Result<u64> {
         let refs = self.references()?;
-        let referenced: BTreeSet<BlobId> = refs
-            .models
-            .values()
-            .flat_map(|b| b.keys().copied())
-            .chain(refs.protected.iter().copied())
-            .collect();
+        let referenced = refs.referenced();
         let mut freed = 0;
         for (id, size) in on_disk {
             if !referenced.contains(id) {

@@ -244,12 +244,7 @@ impl Store {
         self.locked(|locked| {
             let on_disk = self.blobs_on_disk()?;
             let refs = locked.references()?;
-            let referenced: BTreeSet<BlobId> = refs
-                .models
-                .values()
-                .flat_map(|b| b.keys().copied())
-                .chain(refs.protected.iter().copied())
-                .collect();
+            let referenced = refs.referenced();
             let garbage: u64 = on_disk
                 .iter()
                 .filter(|(id, _)| !referenced.contains(id))
