@@ -215,12 +215,7 @@ fn the_budget_evicts_the_least_recently_used_but_never_pinned_or_loaded_models()
         ImportMode::Copy,
     )
     .unwrap();
-    let names: Vec<String> = store
-        .list()
-        .unwrap()
-        .iter()
-        .map(|m| m.manifest.model.name.clone())
-        .collect();
+    let names = model_names(&store);
     assert_eq!(names, ["loaded", "new", "pinned"]);
     assert!(store.disk_usage().unwrap().used <= size * 3 + size / 2);
 
@@ -262,12 +257,7 @@ fn lru_order_follows_use_not_import_order() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     drop(store.checkout(&model("a")).unwrap()); // a is now the most recently used
     import(&store, &dir.path().join("c.gguf"), "c", ImportMode::Link).unwrap();
-    let names: Vec<String> = store
-        .list()
-        .unwrap()
-        .iter()
-        .map(|m| m.manifest.model.name.clone())
-        .collect();
+    let names = model_names(&store);
     assert_eq!(names, ["a", "c"], "b was the least recently used");
 }
 

@@ -127,28 +127,39 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Every manifest, by model.
+type Manifests = std::collections::BTreeMap<ModelRef, std::sync::Arc<crate::manifest::Manifest>>;
+
 impl Locked<'_> {
     /// Who references which blob, with this process's and every live process's protections.
     pub(crate) fn references(&self) -> Result<References> {
+        Ok(self.references_of(&self.store.manifests()?))
+    }
+
+    /// [`Self::references`] for manifests the caller has already read.
+    pub(crate) fn references_of(&self, manifests: &Manifests) -> References {
         let mut refs = References {
             protected: self.all.protected_set(),
             ..Default::default()
         };
         refs.protected.extend(self.own.protected.keys().copied());
-        for (model, manifest) in self.store.manifests()? {
-            refs.models.insert(model, manifest.blobs());
+        for (model, manifest) in manifests {
+            refs.models.insert(model.clone(), manifest.blobs());
         }
-        Ok(refs)
+        refs
     }
 
     /// The facts an eviction policy sees about each model.
-    pub(crate) fn candidates(&self, refs: &References) -> Result<Vec<EvictionCandidate>> {
-        let manifests = self.store.manifests()?;
+    pub(crate) fn candidates(
+        &self,
+        manifests: &Manifests,
+        refs: &References,
+    ) -> Vec<EvictionCandidate> {
         let mut leases = self.all.leases.clone();
         for (m, n) in &self.own.leases {
             *leases.entry(m.clone()).or_default() += n;
         }
-        Ok(manifests
+        manifests
             .values()
             .map(|m| {
                 let alone: BTreeSet<ModelRef> = [m.model.clone()].into_iter().collect();
@@ -162,7 +173,7 @@ impl Locked<'_> {
                     loaded: leases.contains_key(&m.model),
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Makes `needed` bytes free under the budget: first unreferenced blobs, then whole models the
@@ -182,7 +193,8 @@ impl Locked<'_> {
             return Ok(());
         }
         let shortfall = used + needed - budget;
-        let refs = self.references()?;
+        let manifests = self.store.manifests()?;
+        let refs = self.references_of(&manifests);
         let referenced = refs.referenced();
         let garbage: Vec<(BlobId, u64)> = blobs
             .iter()
@@ -190,7 +202,7 @@ impl Locked<'_> {
             .map(|(id, s)| (*id, *s))
             .collect();
         let garbage_bytes: u64 = garbage.iter().map(|(_, s)| s).sum();
-        let mut candidates = self.candidates(&refs)?;
+        let mut candidates = self.candidates(&manifests, &refs);
         if let Some(keep) = keep {
             for c in candidates.iter_mut().filter(|c| &c.model == keep) {
                 // The model being replaced is off limits, as if loaded.

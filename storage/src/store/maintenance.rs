@@ -243,7 +243,8 @@ impl Store {
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         self.locked(|locked| {
             let on_disk = self.blobs_on_disk()?;
-            let refs = locked.references()?;
+            let manifests = self.manifests()?;
+            let refs = locked.references_of(&manifests);
             let referenced = refs.referenced();
             let garbage: u64 = on_disk
                 .iter()
@@ -251,7 +252,7 @@ impl Store {
                 .map(|(_, s)| s)
                 .sum();
             let evictable: BTreeSet<ModelRef> = locked
-                .candidates(&refs)?
+                .candidates(&manifests, &refs)
                 .into_iter()
                 .filter(|c| c.evictable())
                 .map(|c| c.model)

@@ -156,3 +156,13 @@ pub fn blob_files(root: &Path) -> Vec<PathBuf> {
 pub fn model(name: &str) -> ModelRef {
     ModelRef::parse(name).unwrap()
 }
+
+/// The names (without tags) of the models in the store, sorted.
+pub fn model_names(store: &Store) -> Vec<String> {
+    store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|m| m.manifest.model.name.clone())
+        .collect()
+}
