@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use porten_proxy::config::ModelSpec;
+use porten_proxy::residency::KeepAlive;
 
 use crate::config::{parse_model_flag, Overrides};
 
@@ -52,6 +53,43 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the disk budget, what is used and what could be reclaimed.
     Du(Common),
+    /// Show which models fit in a memory budget: weights, KV cache, headroom, and the context
+    /// lengths that fit.
+    Fit(FitArgs),
+}
+
+/// `porten fit`.
+#[derive(Debug, clap::Args)]
+pub struct FitArgs {
+    /// Store models to size (`NAME[:TAG]`) [default: every model in the store, unless
+    /// --params describes a hypothetical one]
+    pub names: Vec<String>,
+    /// The budget in MiB [default: PORTEN_VRAM_BUDGET_MB, else what serve would detect]
+    #[arg(long, value_name = "MIB")]
+    pub vram_mb: Option<u64>,
+    /// A hypothetical model's parameter count, all experts included: 7B, 32B, 135M
+    #[arg(long, value_name = "COUNT")]
+    pub params: Option<String>,
+    /// Its quantization: f16, q8_0, q6_k, q5_k_m, q4_k_m, q3_k_m, q2_k...
+    #[arg(long, default_value = "q4_k_m", requires = "params")]
+    pub quant: String,
+    /// For a mixture of experts: parameters active per token (3B); memory still holds all
+    #[arg(long, value_name = "COUNT", requires = "params")]
+    pub moe_active: Option<String>,
+    /// Context length per sequence [default: the model's configured context_length, else
+    /// 4096 capped at what it was trained for]
+    #[arg(long)]
+    pub ctx: Option<u64>,
+    /// Sequences served at once, each with its own KV cache [default: the model's
+    /// max_concurrency, else 4]
+    #[arg(long)]
+    pub parallel: Option<u64>,
+    /// Print JSON (sizes in bytes) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
 }
 
 /// Flags every subcommand takes.
@@ -149,6 +187,14 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [env: PORTEN_MAX_BODY_BYTES; default: 4 MiB]
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// MiB that loaded models may take together [env: PORTEN_VRAM_BUDGET_MB; default: 90% of
+    /// available memory on the CPU, no limit on GPUs]
+    #[arg(long, value_name = "MIB")]
+    pub vram_budget_mb: Option<u64>,
+    /// How long a model stays loaded after its last request: seconds, 30s, 5m, 1h; -1 forever
+    /// [env: PORTEN_KEEP_ALIVE; default: 5m]
+    #[arg(long, value_name = "DURATION", value_parser = KeepAlive::parse, allow_hyphen_values = true)]
+    pub keep_alive: Option<KeepAlive>,
 }
 
 impl ServeArgs {
@@ -159,6 +205,8 @@ impl ServeArgs {
             api_keys: self.api_keys.clone(),
             models: self.models.clone(),
             max_body_bytes: self.max_body_bytes,
+            vram_budget_mb: self.vram_budget_mb,
+            keep_alive: self.keep_alive,
             ..self.common.overrides()
         }
     }

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use porten_proxy::config::{ModelSpec, ServerConfig};
+use porten_proxy::config::{MemoryConfig, ModelSpec, ServerConfig};
+use porten_proxy::residency::KeepAlive;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration (`$PORTEN_HOME/porten.toml`).
@@ -17,6 +18,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The weight store.
     pub store: StoreSettings,
+    /// The memory budget for loaded models and how long idle ones stay.
+    pub memory: MemoryConfig,
     /// Models served, as `[[models]]` tables with `id` and `path` (or `id` alone for a model in
     /// the store). None at all: every model in the store is served.
     pub models: Vec<ModelSpec>,
@@ -66,6 +69,10 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     /// `--budget-mb`.
     pub budget_mb: Option<u64>,
+    /// `--vram-budget-mb`.
+    pub vram_budget_mb: Option<u64>,
+    /// `--keep-alive`.
+    pub keep_alive: Option<KeepAlive>,
 }
 
 /// Reads a `PORTEN_*` variable; the binary passes `std::env::var`, tests a map.
@@ -124,6 +131,15 @@ impl Config {
                 format!("PORTEN_AUTO_DOWNLOAD_MB=`{mb}` is not a whole number of MiB")
             })?);
         }
+        if let Some(mb) = env("PORTEN_VRAM_BUDGET_MB").filter(|v| !v.is_empty()) {
+            self.memory.budget_mb = Some(mb.parse().with_context(|| {
+                format!("PORTEN_VRAM_BUDGET_MB=`{mb}` is not a whole number of MiB")
+            })?);
+        }
+        if let Some(k) = env("PORTEN_KEEP_ALIVE").filter(|v| !v.is_empty()) {
+            self.memory.keep_alive = KeepAlive::parse(&k)
+                .map_err(|e| anyhow::anyhow!("PORTEN_KEEP_ALIVE: {e}"))?;
+        }
         if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
             self.server.max_body_bytes = max.parse().with_context(|| {
                 format!("PORTEN_MAX_BODY_BYTES=`{max}` is not a number of bytes")
@@ -145,6 +161,12 @@ impl Config {
         if let Some(mb) = o.budget_mb {
             self.store.budget_mb = Some(mb);
         }
+        if let Some(mb) = o.vram_budget_mb {
+            self.memory.budget_mb = Some(mb);
+        }
+        if let Some(k) = o.keep_alive {
+            self.memory.keep_alive = k;
+        }
         for model in &o.models {
             self.models.retain(|m| m.id != model.id);
             self.models.push(model.clone());
@@ -159,6 +181,9 @@ impl Config {
         }
         if self.store.budget_mb == Some(0) {
             bail!("the store budget must be at least 1 MiB (or unset for no limit)");
+        }
+        if self.memory.budget_mb == Some(0) {
+            bail!("the memory budget (PORTEN_VRAM_BUDGET_MB) must be at least 1 MiB");
         }
         Ok(())
     }

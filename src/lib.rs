@@ -5,5 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod progress;
+pub mod fit;
 pub mod serve;
+pub mod sizing;
 pub mod store_cmd;

@@ -51,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
             tokio::task::block_in_place(|| store_cmd::verify(&store, a.name.as_deref()))
         }
         Command::Du(common) => store_cmd::du(&*store_of(&common)?),
+        Command::Fit(a) => porten::fit::fit(&load(&a.common.overrides())?, &a),
     }
 }

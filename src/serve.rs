@@ -6,20 +6,50 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context};
 use porten_proxy::config::ModelSpec;
-use porten_proxy::models::{ModelRegistry, Preflight};
+use porten_proxy::models::{ModelRegistry, Preflight, Residency};
+use porten_proxy::residency::{Device, ModelShape};
 use porten_proxy::BoundServer;
 use porten_storage::{Checkout, ModelRef, Store, DEFAULT_TAG};
 
 use crate::config::Config;
+use crate::sizing::{memory_budget, shape_of};
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let store = crate::store_cmd::open_store(&config)?;
     let checkouts = tokio::task::block_in_place(|| checkout_store_models(&store, &mut config))?;
+    let device = Device::of_this_build();
+    let (budget, budget_source) = memory_budget(&config, device);
+    tracing::info!(
+        budget_mib = budget.map(|b| b >> 20),
+        source = %budget_source,
+        keep_alive = %config.memory.keep_alive,
+        device = device.as_str(),
+        "memory budget"
+    );
+    let residency = Residency {
+        budget,
+        keep_alive: config.memory.keep_alive,
+        device,
+        shapes: shapes_of(&config.models, &checkouts, device),
+        preflight: Some(verify_before_load(checkouts)),
+        ..Residency::default()
+    };
     // Every model path is checked before the port is taken: a typo is a start-up error.
-    let models =
-        ModelRegistry::resolve(&config.models)?.with_preflight(verify_before_load(checkouts));
-    let models = Arc::new(models);
+    let models = Arc::new(ModelRegistry::new(&config.models, residency)?);
+    for slot in models.iter() {
+        let e = &slot.estimate;
+        tracing::info!(
+            model = %slot.spec.id,
+            total_mib = e.total >> 20,
+            weights_mib = e.weights >> 20,
+            kv_cache_mib = e.kv_cache >> 20,
+            overhead_mib = e.overhead >> 20,
+            context = slot.load_settings.context,
+            sequences = slot.load_settings.sequences,
+            "memory estimate"
+        );
+    }
     let server = BoundServer::bind(config.server.clone(), models.clone())
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -27,7 +57,6 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     // A stable line on stdout, for scripts and tests that asked for port 0.
     println!("porten listening on http://{addr}");
     tracing::info!(%addr, models = config.models.len(), "listening");
-    tokio::spawn(async move { models.load_all().await });
     let result = server.run(shutdown_signal()).await;
     store.end_session();
     result?;
@@ -73,6 +102,33 @@ fn checkout_store_models(
         checkouts.insert(spec.id.clone(), checkout);
     }
     Ok(checkouts)
+}
+
+/// Each model's shape from its metadata: the manifest's for store models, the files' for the
+/// others. A model whose files cannot be read this way is sized from its file sizes instead.
+fn shapes_of(
+    specs: &[ModelSpec],
+    checkouts: &HashMap<String, Checkout>,
+    device: Device,
+) -> HashMap<String, ModelShape> {
+    let mut shapes = HashMap::new();
+    for spec in specs {
+        let metadata = match checkouts.get(&spec.id) {
+            Some(checkout) => Ok(checkout.manifest().metadata.clone()),
+            None => porten_storage::metadata::read_path(&spec.path),
+        };
+        match metadata {
+            Ok(meta) => {
+                shapes.insert(spec.id.clone(), shape_of(&meta, spec.dtype, device));
+            }
+            Err(e) => tracing::warn!(
+                model = %spec.id,
+                error = %e,
+                "cannot read the model's metadata; sizing it from its files"
+            ),
+        }
+    }
+    shapes
 }
 
 /// Rehashes a store model's blobs just before it loads: a corrupt blob fails that model (and is

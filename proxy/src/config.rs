@@ -6,7 +6,30 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::residency::KeepAlive;
 use crate::{Error, Result};
+
+/// How much memory loaded models may take, and how long idle ones stay (`[memory]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// MiB that loaded models may take together (`PORTEN_VRAM_BUDGET_MB`): GPU memory with
+    /// CUDA, unified memory on Metal, RAM on the CPU. Unset: 90% of the memory available at
+    /// start-up on the CPU, no limit on GPUs.
+    pub budget_mb: Option<u64>,
+    /// How long a model stays loaded after its last request (`PORTEN_KEEP_ALIVE`): seconds or
+    /// `"30s"`, `"5m"`, `"1h"`; `-1` keeps models until memory is needed.
+    pub keep_alive: KeepAlive,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            budget_mb: None,
+            keep_alive: KeepAlive::default(),
+        }
+    }
+}
 
 /// How the HTTP server listens and guards its door.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,10 +130,22 @@ pub struct ModelSpec {
     /// Requests allowed to wait for a free slot; past that, 503 with `Retry-After`.
     #[serde(default = "default_max_queue")]
     pub max_queue: usize,
+    /// Tokens of context per sequence its KV cache is sized for in the memory estimate
+    /// [default: 4096, or less if the model was trained for less].
+    #[serde(default)]
+    pub context_length: Option<u64>,
+    /// How long it stays loaded after its last request [default: `[memory] keep_alive`].
+    #[serde(default)]
+    pub keep_alive: Option<KeepAlive>,
+    /// Load it at start-up instead of on its first request.
+    #[serde(default)]
+    pub preload: bool,
 }
 
+/// Four sequences at once, as Ollama's `OLLAMA_NUM_PARALLEL`: each one has a KV cache of its
+/// own, so the memory estimate grows with this.
 fn default_max_concurrency() -> usize {
-    8
+    4
 }
 
 fn default_max_queue() -> usize {
@@ -127,6 +162,9 @@ impl ModelSpec {
             dtype: ModelDtype::Auto,
             max_concurrency: default_max_concurrency(),
             max_queue: default_max_queue(),
+            context_length: None,
+            keep_alive: None,
+            preload: false,
         }
     }
 
@@ -141,6 +179,12 @@ impl ModelSpec {
         if !id_ok {
             return Err(Error::Config(format!(
                 "model id `{}` must be 1-128 characters of letters, digits and - _ . : /",
+                self.id
+            )));
+        }
+        if self.context_length == Some(0) {
+            return Err(Error::Config(format!(
+                "model `{}`: context_length must be at least 1",
                 self.id
             )));
         }

@@ -74,6 +74,22 @@ pub enum Error {
         /// Why it could not be loaded.
         reason: String,
     },
+    /// The model needs more memory than the whole budget; it can never be loaded here.
+    #[error(
+        "Model `{model}` needs {} MiB but the memory budget is {} MiB; it can never be loaded \
+         here. Raise PORTEN_VRAM_BUDGET_MB, lower its context_length or max_concurrency, or use \
+         a smaller quantization",
+        need.div_ceil(1 << 20),
+        budget >> 20
+    )]
+    WillNotFit {
+        /// The model asked for.
+        model: String,
+        /// Bytes it needs.
+        need: u64,
+        /// The budget in bytes.
+        budget: u64,
+    },
     /// The server is shutting down and takes no new work.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -120,7 +136,10 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
             | Error::PayloadTooLarge { .. } => Origin::Client,
-            Error::Engine(_) | Error::ModelUnavailable { .. } | Error::ModelLoad { .. } => {
+            Error::Engine(_)
+            | Error::ModelUnavailable { .. }
+            | Error::ModelLoad { .. }
+            | Error::WillNotFit { .. } => {
                 Origin::Engine
             }
             Error::Overloaded { .. } | Error::ShuttingDown | Error::Config(_) | Error::Io(_) => {

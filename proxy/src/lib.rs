@@ -3,16 +3,18 @@
 //! ```no_run
 //! # async fn run() -> porten_proxy::Result<()> {
 //! use std::sync::Arc;
-//! use porten_proxy::{config::{ModelSpec, ServerConfig}, models::ModelRegistry, BoundServer};
+//! use porten_proxy::{config::{ModelSpec, ServerConfig}, models::{ModelRegistry, Residency}, BoundServer};
 //!
-//! let models = Arc::new(ModelRegistry::resolve(&[ModelSpec::new("smollm2", "/models/smollm2.gguf")])?);
-//! let server = BoundServer::bind(ServerConfig::default(), models.clone()).await?;
-//! tokio::spawn(async move { models.load_all().await });
+//! // Models load on their first request, within a 2 GiB budget.
+//! let residency = Residency { budget: Some(2 << 30), ..Residency::default() };
+//! let models = ModelRegistry::new(&[ModelSpec::new("smollm2", "/models/smollm2.gguf")], residency)?;
+//! let server = BoundServer::bind(ServerConfig::default(), Arc::new(models)).await?;
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// One unsafe call in the crate: `malloc_trim` in `residency::memory`.
+#![deny(unsafe_code)]
 
 pub mod admission;
 pub mod config;
@@ -21,6 +23,7 @@ mod error;
 pub mod http;
 pub mod models;
 pub mod openai;
+pub mod residency;
 mod routes;
 
 pub use error::{Error, Origin, Result};

@@ -1,47 +1,66 @@
-//! The models this process serves: each one's spec, load state and admission door.
+//! The models this process serves: each one's spec, memory estimate and admission door, and the
+//! residency scheduler that loads them with mistral.rs when they are asked for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use crate::admission::{Admission, Slot};
 use crate::config::ModelSpec;
 use crate::engine::{load_model, resolve_source, LoadedModel, ModelKind, ModelSource};
+use crate::residency::{
+    self, estimate, memory, Device, KeepAlive, LeastRecentlyUsed, LoadSettings, Loaded,
+    MemoryEstimate, ModelLoader, ModelPlan, ModelShape, PlacementPolicy, ResidencyStatus,
+    Scheduler, SchedulerSettings,
+};
 use crate::{Error, Result};
-
-/// Where a model is in its life.
-#[derive(Clone)]
-pub enum LoadState {
-    /// mistral.rs is reading the weights; requests wait.
-    Loading,
-    /// Serving.
-    Ready(Arc<LoadedModel>),
-    /// Loading failed; requests fail with the reason.
-    Failed(String),
-}
-
-impl LoadState {
-    /// `loading`, `loaded` or `failed`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            LoadState::Loading => "loading",
-            LoadState::Ready(_) => "loaded",
-            LoadState::Failed(_) => "failed",
-        }
-    }
-}
 
 /// A check run just before a model loads, off the async threads (the server uses it to verify
 /// store blobs); an error fails that model's load with the message.
 pub type Preflight = Arc<dyn Fn(&ModelSpec) -> std::result::Result<(), String> + Send + Sync>;
 
+/// How the registry decides what is loaded.
+pub struct Residency {
+    /// Bytes loaded models may take together; `None` is no limit.
+    pub budget: Option<u64>,
+    /// Keep-alive of models that set none.
+    pub keep_alive: KeepAlive,
+    /// Where models run.
+    pub device: Device,
+    /// Each model's shape, read from its metadata by the caller; a model without one is sized
+    /// from its file sizes, generously.
+    pub shapes: HashMap<String, ModelShape>,
+    /// Chooses which idle models to unload to make room.
+    pub policy: Arc<dyn PlacementPolicy>,
+    /// Runs before each load.
+    pub preflight: Option<Preflight>,
+}
+
+impl Default for Residency {
+    fn default() -> Self {
+        Self {
+            budget: None,
+            keep_alive: KeepAlive::default(),
+            device: Device::of_this_build(),
+            shapes: HashMap::new(),
+            policy: Arc::new(LeastRecentlyUsed),
+            preflight: None,
+        }
+    }
+}
+
 /// One served model.
 pub struct ModelSlot {
     /// How it was declared.
     pub spec: ModelSpec,
+    /// What it is expected to take in memory.
+    pub estimate: MemoryEstimate,
+    /// How its estimate was made.
+    pub load_settings: LoadSettings,
     source: ModelSource,
-    state: watch::Sender<LoadState>,
     admission: Admission,
 }
 
@@ -54,73 +73,63 @@ impl ModelSlot {
         }
     }
 
-    /// Its current state.
-    pub fn state(&self) -> LoadState {
-        self.state.borrow().clone()
-    }
-
-    /// Takes a place in the model's queue, then waits until the model is loaded.
-    pub async fn admit(&self) -> Result<(Slot, Arc<LoadedModel>)> {
-        let slot = self.admission.enter(&self.spec.id).await?;
-        let mut state = self.state.subscribe();
-        let ready = state
-            .wait_for(|s| !matches!(s, LoadState::Loading))
-            .await
-            .map_err(|_| Error::ShuttingDown)?
-            .clone();
-        match ready {
-            LoadState::Ready(model) => Ok((slot, model)),
-            LoadState::Failed(reason) => Err(Error::ModelUnavailable {
-                model: self.spec.id.clone(),
-                reason,
-            }),
-            LoadState::Loading => unreachable!("waited until not loading"),
-        }
-    }
-
-    async fn load(&self, preflight: Option<Preflight>) {
-        if let Some(check) = preflight {
-            let spec = self.spec.clone();
-            let checked = tokio::task::spawn_blocking(move || check(&spec))
-                .await
-                .unwrap_or_else(|e| Err(format!("preflight panicked: {e}")));
-            if let Err(reason) = checked {
-                tracing::error!(model = %self.spec.id, error = %reason, "model failed its preflight check");
-                self.state.send_replace(LoadState::Failed(reason));
-                return;
-            }
-        }
-        let state = match load_model(&self.spec, &self.source).await {
-            Ok(model) => {
-                tracing::info!(model = %self.spec.id, kind = model.kind.as_str(), "model loaded");
-                LoadState::Ready(Arc::new(model))
-            }
-            Err(e) => {
-                tracing::error!(model = %self.spec.id, error = %e, "model failed to load");
-                LoadState::Failed(e.to_string())
-            }
-        };
-        self.state.send_replace(state);
+    /// Requests waiting for one of its slots.
+    pub fn queued(&self) -> usize {
+        self.admission.queued()
     }
 }
 
-/// All served models, by id.
+/// A request's place with a loaded model: the engine slot and the hold that keeps the model in
+/// memory. Dropped when the answer is complete (for a stream: after its last event).
+pub struct Admitted {
+    // The lease goes before the slot: the model is released before the next request enters.
+    lease: residency::Lease<LoadedModel>,
+    _slot: Slot,
+}
+
+impl std::ops::Deref for Admitted {
+    type Target = LoadedModel;
+    fn deref(&self) -> &LoadedModel {
+        &self.lease
+    }
+}
+
+/// All served models, by id, and the scheduler that keeps them in memory.
 pub struct ModelRegistry {
     slots: BTreeMap<String, Arc<ModelSlot>>,
-    preflight: Option<Preflight>,
+    scheduler: Scheduler<LoadedModel>,
 }
 
 impl ModelRegistry {
-    /// Checks every spec against the disk (no loading yet); the first problem is the error.
-    pub fn resolve(specs: &[ModelSpec]) -> Result<Self> {
+    /// Checks every spec against the disk and estimates its memory (no loading yet); the first
+    /// problem is the error. Must be called inside a tokio runtime. Models marked `preload`
+    /// start loading at once.
+    pub fn new(specs: &[ModelSpec], residency: Residency) -> Result<Self> {
         let mut slots = BTreeMap::new();
+        let mut plans = Vec::new();
         for spec in specs {
             spec.validate()?;
             let source = resolve_source(spec)?;
+            let shape = match residency.shapes.get(&spec.id) {
+                Some(shape) => shape.clone(),
+                None => shape_from_file_sizes(&source),
+            };
+            let load_settings = LoadSettings {
+                context: residency::context_for(spec.context_length, &shape),
+                sequences: spec.max_concurrency as u64,
+                device: residency.device,
+            };
+            let estimate = estimate(&shape, &load_settings);
+            plans.push(ModelPlan {
+                id: spec.id.clone(),
+                estimate: estimate.total,
+                keep_alive: spec.keep_alive,
+            });
             let slot = ModelSlot {
                 spec: spec.clone(),
+                estimate,
+                load_settings,
                 source,
-                state: watch::Sender::new(LoadState::Loading),
                 admission: Admission::new(spec.max_concurrency, spec.max_queue),
             };
             if slots.insert(spec.id.clone(), Arc::new(slot)).is_some() {
@@ -130,24 +139,30 @@ impl ModelRegistry {
                 )));
             }
         }
-        Ok(Self {
-            slots,
-            preflight: None,
-        })
-    }
-
-    /// Runs `check` before each model loads.
-    pub fn with_preflight(mut self, check: Preflight) -> Self {
-        self.preflight = Some(check);
-        self
-    }
-
-    /// Loads every model, one after the other (two loads at once would only fight for memory
-    /// bandwidth). Failures are recorded in the model's state.
-    pub async fn load_all(&self) {
-        for slot in self.slots.values() {
-            slot.load(self.preflight.clone()).await;
+        let loader = MistralLoader {
+            slots: slots.clone(),
+            preflight: residency.preflight,
+            measure: residency.device == Device::Cpu,
+        };
+        let scheduler = Scheduler::new(
+            SchedulerSettings {
+                budget: residency.budget,
+                keep_alive: residency.keep_alive,
+            },
+            plans,
+            Arc::new(loader),
+            residency.policy,
+        );
+        for spec in specs.iter().filter(|s| s.preload) {
+            let scheduler = scheduler.clone();
+            let id = spec.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = scheduler.load(&id).await {
+                    tracing::error!(model = %id, error = %e, "preloading failed");
+                }
+            });
         }
+        Ok(Self { slots, scheduler })
     }
 
     /// The model called `id`.
@@ -162,10 +177,150 @@ impl ModelRegistry {
         self.slots.values()
     }
 
+    /// Takes a place in `id`'s queue, then waits until the model is loaded (loading it if
+    /// needed). `keep_alive` overrides the model's own for the time after this request.
+    pub async fn admit(&self, id: &str, keep_alive: Option<KeepAlive>) -> Result<Admitted> {
+        let slot = self.get(id)?;
+        let entered = slot.admission.enter(id).await?;
+        let lease = self.scheduler.acquire(id, keep_alive).await?;
+        Ok(Admitted {
+            lease,
+            _slot: entered,
+        })
+    }
+
+    /// The scheduler, for status and admin actions.
+    pub fn scheduler(&self) -> &Scheduler<LoadedModel> {
+        &self.scheduler
+    }
+
+    /// Every model's state and the budget.
+    pub fn status(&self) -> ResidencyStatus {
+        self.scheduler.status()
+    }
+
     /// Stops admitting requests to every model.
     pub fn close(&self) {
         for slot in self.slots.values() {
             slot.admission.close();
         }
+        self.scheduler.close();
     }
+}
+
+/// Without metadata, a model is sized from its files: weights as big as the files, the same
+/// again for what the runtime derives from them, and the KV cache of a typical model twice the
+/// size a 4.5-bit quantization of these bytes would suggest.
+fn shape_from_file_sizes(source: &ModelSource) -> ModelShape {
+    let bytes = match source {
+        ModelSource::Gguf { dir, file } => file_size(&dir.join(file)),
+        ModelSource::Safetensors(dir) | ModelSource::Embedding(dir) => dir_size(dir),
+    };
+    let mut shape = estimate::hypothetical_shape((bytes * 2 * 8 / 9).max(1), 4.5, None);
+    shape.weight_bytes = bytes;
+    shape.runtime_weight_bytes = bytes;
+    shape
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| file_size(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Loads with mistral.rs, measuring what each load took in resident memory on the CPU.
+struct MistralLoader {
+    slots: BTreeMap<String, Arc<ModelSlot>>,
+    preflight: Option<Preflight>,
+    measure: bool,
+}
+
+impl ModelLoader<LoadedModel> for MistralLoader {
+    fn load(&self, id: &str) -> BoxFuture<'static, std::result::Result<Loaded<LoadedModel>, String>> {
+        let slot = self.slots[id].clone();
+        let preflight = self.preflight.clone();
+        let measure = self.measure;
+        async move {
+            if let Some(check) = preflight {
+                let spec = slot.spec.clone();
+                tokio::task::spawn_blocking(move || check(&spec))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("preflight panicked: {e}")))
+                    .inspect_err(|reason| {
+                        tracing::error!(model = %slot.spec.id, error = %reason, "model failed its preflight check")
+                    })?;
+            }
+            memory::return_freed_memory();
+            let before = memory::resident_bytes();
+            let started = std::time::Instant::now();
+            let model = load_model(&slot.spec, &slot.source).await.map_err(|e| {
+                tracing::error!(model = %slot.spec.id, error = %e, "model failed to load");
+                e.to_string()
+            })?;
+            memory::return_freed_memory();
+            let measured = match (measure, before, memory::resident_bytes()) {
+                (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
+                _ => None,
+            };
+            tracing::info!(
+                model = %slot.spec.id,
+                kind = model.kind.as_str(),
+                seconds = started.elapsed().as_secs_f64(),
+                estimated_mib = slot.estimate.total >> 20,
+                measured_mib = measured.map(|m| m >> 20),
+                "model loaded"
+            );
+            Ok(Loaded {
+                model: Arc::new(model),
+                measured,
+            })
+        }
+        .boxed()
+    }
+
+    fn unload(&self, id: &str, model: Arc<LoadedModel>) -> BoxFuture<'static, ()> {
+        let id = id.to_string();
+        async move {
+            let before = memory::resident_bytes();
+            // mistral.rs's drop talks to its engine thread; keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || drop(model)).await;
+            let after = settle_resident_memory().await;
+            tracing::info!(
+                model = %id,
+                freed_mib = before.zip(after).map(|(b, a)| b.saturating_sub(a) >> 20),
+                "model unloaded"
+            );
+        }
+        .boxed()
+    }
+}
+
+/// The engine thread frees the model's memory shortly after the model is dropped: trim the
+/// heap until resident memory stops falling (at most about two seconds).
+async fn settle_resident_memory() -> Option<u64> {
+    let mut last = memory::resident_bytes();
+    for round in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        memory::return_freed_memory();
+        let now = memory::resident_bytes();
+        let settled = match (last, now) {
+            (Some(l), Some(n)) => l.abs_diff(n) < (1 << 20),
+            _ => true,
+        };
+        last = now;
+        // The first rounds may come before the engine thread has even seen its stop message.
+        if settled && round >= 4 {
+            break;
+        }
+    }
+    last
 }

@@ -142,12 +142,15 @@ fn dtype(d: ModelDtype) -> ModelDType {
 }
 
 /// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared).
+/// The prefix cache is off: it keeps finished sequences' KV caches beyond the
+/// `max_concurrency` x `context_length` the memory estimate reserves.
 pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<LoadedModel> {
     let built = match source {
         ModelSource::Gguf { dir, file } => {
             GgufModelBuilder::new(dir.display().to_string(), vec![file.clone()])
                 .with_token_source(TokenSource::None)
                 .with_max_num_seqs(spec.max_concurrency)
+                .with_prefix_cache_n(None)
                 .build()
                 .await
         }
@@ -156,6 +159,7 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
                 .with_token_source(TokenSource::None)
                 .with_dtype(dtype(spec.dtype))
                 .with_max_num_seqs(spec.max_concurrency)
+                .with_prefix_cache_n(None)
                 .build()
                 .await
         }

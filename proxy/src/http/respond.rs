@@ -50,6 +50,8 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str, Option<&'static str
             (S::SERVICE_UNAVAILABLE, SERVER, Some("model_unavailable"))
         }
         Error::ShuttingDown => (S::SERVICE_UNAVAILABLE, SERVER, Some("shutting_down")),
+        // Retrying cannot help: 507 rather than a 503 that clients would retry.
+        Error::WillNotFit { .. } => (S::INSUFFICIENT_STORAGE, SERVER, Some("model_too_large")),
         Error::Engine(_) => (S::INTERNAL_SERVER_ERROR, SERVER, Some("engine_error")),
         Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
             (S::INTERNAL_SERVER_ERROR, SERVER, Some("internal_error"))

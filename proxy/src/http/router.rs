@@ -22,6 +22,26 @@ pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Respon
         "/health" | "/ready" if method != Method::GET => Err(allowed("GET")),
         "/health" => Ok(routes::health::health()),
         "/ready" => Ok(routes::health::ready(state)),
+        p if p.starts_with("/admin/") => {
+            let action = admin_action(p);
+            match (&action, &method) {
+                (None, _) => return Err(not_found(&method, &path)),
+                (Some(AdminAction::Status | AdminAction::Events), m) if *m != Method::GET => {
+                    return Err(allowed("GET"))
+                }
+                (Some(AdminAction::Load(_) | AdminAction::Unload(_)), m) if *m != Method::POST => {
+                    return Err(allowed("POST"))
+                }
+                _ => {}
+            }
+            state.api_keys.check(req.headers())?;
+            match action.expect("checked above") {
+                AdminAction::Status => Ok(routes::admin::status(state)),
+                AdminAction::Events => routes::admin::events(state, req.uri().query()),
+                AdminAction::Load(id) => routes::admin::load(state, id).await,
+                AdminAction::Unload(id) => routes::admin::unload(state, id).await,
+            }
+        }
         p if p == "/v1" || p.starts_with("/v1/") => {
             let post = |m: &Method| {
                 if *m == Method::POST {
@@ -55,6 +75,29 @@ pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Respon
         }
         _ => Err(not_found(&method, &path)),
     }
+}
+
+enum AdminAction<'a> {
+    Status,
+    Events,
+    Load(&'a str),
+    Unload(&'a str),
+}
+
+/// `/admin/models/{id}/load` and friends; model ids may themselves hold `/`.
+fn admin_action(path: &str) -> Option<AdminAction<'_>> {
+    match path {
+        "/admin/status" => return Some(AdminAction::Status),
+        "/admin/events" => return Some(AdminAction::Events),
+        _ => {}
+    }
+    let rest = path.strip_prefix("/admin/models/")?;
+    if let Some(id) = rest.strip_suffix("/load").filter(|id| !id.is_empty()) {
+        return Some(AdminAction::Load(id));
+    }
+    rest.strip_suffix("/unload")
+        .filter(|id| !id.is_empty())
+        .map(AdminAction::Unload)
 }
 
 fn not_found(method: &Method, path: &str) -> Error {

@@ -12,6 +12,10 @@ use super::{StopSequences, StreamOptions, Usage};
 pub struct CompletionRequest {
     /// The model id.
     pub model: String,
+    /// How long the model stays loaded after this request (Ollama's `keep_alive`: seconds or
+    /// `"5m"`; `-1` forever, `0` unload at once). A porten extension.
+    #[serde(default)]
+    pub keep_alive: Option<crate::residency::KeepAlive>,
     /// Text or tokens to continue.
     pub prompt: Prompt,
     /// Answer as server-sent events.

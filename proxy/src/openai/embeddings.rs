@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 pub struct EmbeddingRequest {
     /// The model id.
     pub model: String,
+    /// How long the model stays loaded after this request (Ollama's `keep_alive`: seconds or
+    /// `"5m"`; `-1` forever, `0` unload at once). A porten extension.
+    #[serde(default)]
+    pub keep_alive: Option<crate::residency::KeepAlive>,
     /// What to embed.
     pub input: EmbeddingInput,
     /// `float` (default) or `base64` (little-endian f32, what the Python SDK asks for).

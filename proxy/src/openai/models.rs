@@ -24,6 +24,13 @@ pub struct ModelObject {
     pub owned_by: &'static str,
     /// `chat` or `embedding`.
     pub kind: &'static str,
-    /// `loading`, `loaded` or `failed`.
+    /// `available` (not in memory; loads on its first request), `loading`, `loaded`,
+    /// `unloading` or `failed`.
     pub state: &'static str,
+    /// What porten expects it to take in memory, in bytes.
+    pub estimated_bytes: u64,
+    /// The largest amount a load of it was measured to take, in bytes.
+    pub measured_bytes: Option<u64>,
+    /// Tokens of context per sequence its estimate is sized for.
+    pub context_length: u64,
 }

@@ -6,10 +6,10 @@ use mistralrs::Response as EngineResponse;
 use tokio::sync::mpsc;
 
 use super::{require_kind, response_id, unix_now};
-use crate::admission::Slot;
 use crate::engine::{self, chat_job, ModelKind};
 use crate::http::respond::{error_object, json, Body};
 use crate::http::{read_json, sse, ServerState};
+use crate::models::Admitted;
 use crate::openai::{ChatCompletionChunk, ChatCompletionRequest, Usage};
 use crate::{Error, Result};
 
@@ -20,8 +20,7 @@ pub async fn chat_completions(
 ) -> Result<Response<Body>> {
     let request: ChatCompletionRequest = read_json(req, state.config.max_body_bytes).await?;
     let model_id = request.model.clone();
-    let slot = state.models.get(&model_id)?;
-    let (admitted, model) = slot.admit().await?;
+    let model = state.models.admit(&model_id, request.keep_alive).await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let job = chat_job(request, model.generation_defaults.as_ref())?;
     let limits = StreamLimits {
@@ -38,7 +37,7 @@ pub async fn chat_completions(
     };
     if streaming {
         let (events, response) = sse::channel();
-        tokio::spawn(stream_chunks(answers, events, head, limits, admitted));
+        tokio::spawn(stream_chunks(answers, events, head, limits, model));
         return Ok(response);
     }
     match answers.recv().await {
@@ -83,7 +82,7 @@ async fn stream_chunks(
     events: sse::EventSender,
     head: ChunkHead,
     limits: StreamLimits,
-    _admitted: Slot,
+    _admitted: Admitted,
 ) {
     let mut role_sent = Vec::new();
     let mut finished = vec![false; limits.choices];

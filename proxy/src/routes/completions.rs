@@ -7,7 +7,7 @@ use mistralrs::{Constraint, RequestMessage, Response as EngineResponse};
 use tokio::sync::mpsc;
 
 use super::{require_kind, response_id, unix_now};
-use crate::admission::Slot;
+use crate::models::Admitted;
 use crate::engine::{self, completion_sampling, EngineJob, LoadedModel, ModelKind};
 use crate::http::respond::{error_object, json, Body};
 use crate::http::{read_json, sse, ServerState};
@@ -65,8 +65,7 @@ pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<
         ));
     }
     let model_id = request.model.clone();
-    let slot = state.models.get(&model_id)?;
-    let (admitted, model) = slot.admit().await?;
+    let model = state.models.admit(&model_id, request.keep_alive).await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let sampling = completion_sampling(&request).into_params(model.generation_defaults.as_ref())?;
     let n = sampling.n_choices;
@@ -92,7 +91,7 @@ pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<
         let prompt = prompts.into_iter().next().expect("one prompt");
         let answers = model.submit(job(prompt)).await?;
         let (events, response) = sse::channel();
-        tokio::spawn(stream_text(answers, events, head, n, admitted));
+        tokio::spawn(stream_text(answers, events, head, n, model));
         return Ok(response);
     }
     let runs = prompts
@@ -147,7 +146,7 @@ async fn stream_text(
     events: sse::EventSender,
     head: Completion,
     choices: usize,
-    _admitted: Slot,
+    _admitted: Admitted,
 ) {
     let mut finished = 0;
     let mut finished_index = Vec::new();

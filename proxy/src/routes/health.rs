@@ -1,4 +1,4 @@
-//! `GET /health` (the process is up) and `GET /ready` (every model is loaded).
+//! `GET /health` (the process is up) and `GET /ready` (no model has failed to load).
 
 use std::collections::BTreeMap;
 
@@ -7,26 +7,22 @@ use serde_json::json;
 
 use crate::http::respond::{json, Body};
 use crate::http::ServerState;
-use crate::models::LoadState;
 
 /// Liveness: answers as long as the process serves HTTP.
 pub fn health() -> Response<Body> {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// Readiness: 200 once every model is loaded, 503 while one is loading or has failed.
+/// Readiness: models load on demand, so the server is ready as soon as it listens; 503 once a
+/// model has failed to load. The body gives every model's state.
 pub fn ready(state: &ServerState) -> Response<Body> {
-    let mut models = BTreeMap::new();
-    let mut all_loaded = true;
-    for slot in state.models.iter() {
-        let model_state = slot.state();
-        all_loaded &= matches!(model_state, LoadState::Ready(_));
-        models.insert(slot.spec.id.clone(), model_state.name());
-    }
-    let (status, word) = if all_loaded {
-        (StatusCode::OK, "ready")
-    } else {
+    let status = state.models.status();
+    let failed = status.models.iter().any(|m| m.state == "failed");
+    let models: BTreeMap<_, _> = status.models.iter().map(|m| (m.id.clone(), m.state)).collect();
+    let (code, word) = if failed {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    } else {
+        (StatusCode::OK, "ready")
     };
-    json(status, &json!({"status": word, "models": models}))
+    json(code, &json!({"status": word, "models": models}))
 }

@@ -1,5 +1,6 @@
 //! One module per endpoint family.
 
+pub mod admin;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;

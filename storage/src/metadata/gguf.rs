@@ -61,16 +61,23 @@ fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
     meta.experts = int("expert_count").filter(|n| *n > 0);
     meta.experts_used = int("expert_used_count").filter(|n| *n > 0);
     let mut params = 0u64;
+    let mut has_output = false;
     for _ in 0..tensor_count {
-        let _name = r.string()?;
+        let name = r.string()?;
         let dims = r.u32()?;
         if dims > 8 {
             return Err(format!("a tensor with {dims} dimensions"));
         }
         let mut n = 1u64;
-        for _ in 0..dims {
-            n = n.saturating_mul(r.u64()?);
+        for d in 0..dims {
+            let size = r.u64()?;
+            // token_embd is [hidden, vocab] in ggml's order.
+            if name == "token_embd.weight" && d == 1 {
+                meta.vocab_size = Some(size);
+            }
+            n = n.saturating_mul(size);
         }
+        has_output |= name == "output.weight";
         let ty = r.u32()?;
         let _offset = r.u64()?;
         let (name, block, block_bytes) = tensor_type(ty);
@@ -81,6 +88,7 @@ fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
         params = params.saturating_add(n);
     }
     meta.parameter_count = Some(params);
+    meta.tied_embeddings = Some(!has_output);
     meta.architecture = Some(arch);
     meta.quantization = match kv.get("general.file_type") {
         Some(Value::Int(t)) => file_type(*t).map(str::to_string),

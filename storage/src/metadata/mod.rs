@@ -60,6 +60,12 @@ pub struct ModelMetadata {
     /// Experts active per token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts_used: Option<u64>,
+    /// Tokens in the vocabulary (rows of the token-embedding table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<u64>,
+    /// The output layer reuses the token-embedding table (no separate `output.weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tied_embeddings: Option<bool>,
     /// Bytes of tensor data (weights as stored).
     pub tensor_bytes: u64,
     /// Parameters per tensor type (`q4_K` -> n), for estimates by bits per weight.
@@ -82,10 +88,27 @@ impl ModelMetadata {
             head_dim: None,
             experts: None,
             experts_used: None,
+            vocab_size: None,
+            tied_embeddings: None,
             tensor_bytes: 0,
             parameters_by_type: BTreeMap::new(),
         }
     }
+}
+
+/// Reads the metadata of the model at `path` (a `.gguf` file, a model directory or a Hugging
+/// Face cache snapshot), as `import` would.
+pub fn read_path(path: &Path) -> crate::Result<ModelMetadata> {
+    let source = crate::source::scan(path)?;
+    let pairs: Vec<(String, &Path)> = source
+        .files
+        .iter()
+        .map(|f| (f.rel.clone(), f.abs.as_path()))
+        .collect();
+    read(&pairs).map_err(|reason| crate::Error::BadSource {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Reads the metadata of a model whose files are `files` (relative path -> absolute path).

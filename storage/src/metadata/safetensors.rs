@@ -35,6 +35,11 @@ pub fn read(
         .and_then(Value::as_str)
         .map(str::to_string);
     meta.context_length = int("max_position_embeddings");
+    meta.vocab_size = int("vocab_size");
+    meta.tied_embeddings = text_config
+        .get("tie_word_embeddings")
+        .or_else(|| config.get("tie_word_embeddings"))
+        .and_then(Value::as_bool);
     meta.layers = int("num_hidden_layers");
     meta.embedding_length = int("hidden_size");
     meta.attention_heads = int("num_attention_heads");

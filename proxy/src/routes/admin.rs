@@ -1,0 +1,89 @@
+//! The operator's view of the residency scheduler: `GET /admin/status` (budget, what is
+//! reserved, every model's state and queue), `GET /admin/events?since=N` (the scheduler's event
+//! log), and `POST /admin/models/{id}/load` / `/unload`.
+
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::http::respond::{json, Body};
+use crate::http::ServerState;
+use crate::residency::{ModelResidency, UnloadOutcome};
+use crate::{Error, Result};
+
+#[derive(Serialize)]
+struct Status {
+    budget_bytes: Option<u64>,
+    reserved_bytes: u64,
+    waiting_for_memory: Vec<String>,
+    models: Vec<ModelStatus>,
+}
+
+#[derive(Serialize)]
+struct ModelStatus {
+    #[serde(flatten)]
+    residency: ModelResidency,
+    /// Requests waiting for an engine slot.
+    queued: usize,
+    max_concurrency: usize,
+    context_length: u64,
+    estimate: crate::residency::MemoryEstimate,
+}
+
+/// `GET /admin/status`.
+pub fn status(state: &ServerState) -> Response<Body> {
+    let status = state.models.status();
+    let models = status
+        .models
+        .into_iter()
+        .zip(state.models.iter())
+        .map(|(residency, slot)| ModelStatus {
+            residency,
+            queued: slot.queued(),
+            max_concurrency: slot.spec.max_concurrency,
+            context_length: slot.load_settings.context,
+            estimate: slot.estimate,
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &Status {
+            budget_bytes: status.budget_bytes,
+            reserved_bytes: status.reserved_bytes,
+            waiting_for_memory: status.waiting_for_memory,
+            models,
+        },
+    )
+}
+
+/// `GET /admin/events?since=N`.
+pub fn events(state: &ServerState, query: Option<&str>) -> Result<Response<Body>> {
+    let since = match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since="))) {
+        None => 0,
+        Some(n) => n
+            .parse()
+            .map_err(|_| Error::invalid("since", "`since` must be an event number"))?,
+    };
+    let events = state.models.scheduler().events(since);
+    Ok(json(StatusCode::OK, &serde_json::json!({ "events": events })))
+}
+
+/// `POST /admin/models/{id}/load`: answers once the model is loaded.
+pub async fn load(state: &ServerState, id: &str) -> Result<Response<Body>> {
+    state.models.get(id)?;
+    state.models.scheduler().load(id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"model": id, "state": "loaded"}),
+    ))
+}
+
+/// `POST /admin/models/{id}/unload`: 200 once unloaded, 202 when it will be as soon as its
+/// requests finish.
+pub async fn unload(state: &ServerState, id: &str) -> Result<Response<Body>> {
+    state.models.get(id)?;
+    let (code, word) = match state.models.scheduler().unload(id).await? {
+        UnloadOutcome::Unloaded => (StatusCode::OK, "unloaded"),
+        UnloadOutcome::WhenIdle => (StatusCode::ACCEPTED, "unloading_when_idle"),
+    };
+    Ok(json(code, &serde_json::json!({"model": id, "state": word})))
+}

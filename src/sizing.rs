@@ -1,0 +1,169 @@
+//! From what the store knows about a model's files to what the memory estimator needs, and
+//! the memory budget serve and fit use when none is configured.
+
+use porten_proxy::config::ModelDtype;
+use porten_proxy::residency::{memory, Device, ModelShape};
+use porten_storage::{ModelMetadata, WeightFormat};
+
+use crate::config::Config;
+
+/// The tokenizer and its tables, per vocabulary entry.
+const TOKENIZER_BYTES_PER_TOKEN: u64 = 1024;
+
+/// What mistral.rs's GGUF path keeps beyond the tensors: the parsed metadata and the buffers of
+/// a process's first GGUF load. With the tokenizer term this covers the ~50 MiB that SmolLM2
+/// (49,152 tokens) takes beyond its tensors, embedding copies, KV cache and the fixed overhead,
+/// measured by `tests/residency.rs`, with room to spare.
+const GGUF_READER_BYTES: u64 = 32 << 20;
+
+/// The estimator's view of a model described by `meta`, loaded in `dtype` on `device`.
+pub fn shape_of(meta: &ModelMetadata, dtype: ModelDtype, device: Device) -> ModelShape {
+    let parameters = meta.parameter_count.unwrap_or(0);
+    let hidden = meta.embedding_length.unwrap_or(0);
+    let vocab = meta.vocab_size.unwrap_or(0);
+    let tokenizer = vocab * TOKENIZER_BYTES_PER_TOKEN;
+    let (weight_bytes, runtime_weight_bytes) = match meta.format {
+        // Quantized weights stay as stored. mistral.rs makes an F32 copy of the token-embedding
+        // table, and a tied output layer loads the stored table a second time.
+        WeightFormat::Gguf => {
+            let dequantized_embedding = vocab * hidden * 4;
+            let stored_embedding = if meta.tied_embeddings == Some(true) && parameters > 0 {
+                (vocab * hidden).saturating_mul(meta.tensor_bytes) / parameters
+            } else {
+                0
+            };
+            (
+                meta.tensor_bytes,
+                dequantized_embedding + stored_embedding + tokenizer + GGUF_READER_BYTES,
+            )
+        }
+        // Safetensors are converted to the compute dtype while loading.
+        WeightFormat::Safetensors | WeightFormat::Embedding => {
+            let bytes_per_parameter = match (dtype, device) {
+                (ModelDtype::F32, _) => 4,
+                _ => 2,
+            };
+            (parameters * bytes_per_parameter, tokenizer)
+        }
+    };
+    let fallback = porten_proxy::residency::estimate::reference_architecture(parameters);
+    let known = meta.layers.is_some() && meta.kv_heads.is_some() && meta.head_dim.is_some();
+    ModelShape {
+        parameters,
+        active_parameters: active_parameters(meta),
+        weight_bytes,
+        runtime_weight_bytes,
+        layers: meta.layers.unwrap_or(fallback.0),
+        kv_heads: meta.kv_heads.unwrap_or(fallback.1),
+        head_dim: meta.head_dim.unwrap_or(fallback.2),
+        trained_context: meta.context_length,
+        assumed_architecture: !known,
+    }
+}
+
+/// Parameters a token goes through: for a mixture of experts, the expert weights scaled by the
+/// share of experts used. Only shown to people; memory always counts every expert.
+fn active_parameters(meta: &ModelMetadata) -> u64 {
+    let total = meta.parameter_count.unwrap_or(0);
+    match (meta.experts, meta.experts_used) {
+        (Some(n), Some(used)) if n > used && n > 0 => {
+            // Without per-tensor names the expert share is unknown; assume experts are 90% of
+            // the weights, as in common MoE designs.
+            let experts = total / 10 * 9;
+            total - experts + experts / n * used
+        }
+        _ => total,
+    }
+}
+
+/// The memory budget in bytes and where it came from: the configuration, else 90% of the memory
+/// available now on the CPU, else (GPU builds) no limit.
+pub fn memory_budget(config: &Config, device: Device) -> (Option<u64>, String) {
+    if let Some(mb) = config.memory.budget_mb {
+        return (Some(mb << 20), "configured".into());
+    }
+    match (device, memory::available_bytes()) {
+        (Device::Cpu, Some(available)) => (
+            Some(available / 10 * 9),
+            "90% of available memory; set PORTEN_VRAM_BUDGET_MB to choose".into(),
+        ),
+        _ => (
+            None,
+            "no limit: set PORTEN_VRAM_BUDGET_MB to the device memory porten may use".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use porten_proxy::residency::{estimate, LoadSettings};
+
+    fn smollm2_like() -> ModelMetadata {
+        serde_json::from_value(serde_json::json!({
+            "format": "gguf",
+            "parameter_count": 134_515_008u64,
+            "context_length": 8192,
+            "layers": 30,
+            "embedding_length": 576,
+            "attention_heads": 9,
+            "kv_heads": 3,
+            "head_dim": 64,
+            "vocab_size": 49152,
+            "tied_embeddings": true,
+            "tensor_bytes": 85_000_000u64
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn gguf_counts_the_f32_embedding_copy_and_the_tied_output() {
+        let shape = shape_of(&smollm2_like(), ModelDtype::Auto, Device::Cpu);
+        assert_eq!(shape.weight_bytes, 85_000_000);
+        let f32_table = 49152 * 576 * 4;
+        let tied = 49152 * 576 * 85_000_000 / 134_515_008;
+        assert_eq!(
+            shape.runtime_weight_bytes,
+            f32_table + tied + 49152 * TOKENIZER_BYTES_PER_TOKEN + GGUF_READER_BYTES
+        );
+        assert!(!shape.assumed_architecture);
+        let at_4k = estimate(
+            &shape,
+            &LoadSettings {
+                context: 4096,
+                sequences: 1,
+                device: Device::Cpu,
+            },
+        );
+        assert_eq!(at_4k.kv_cache, 2 * 30 * 3 * 64 * 4 * 4096);
+    }
+
+    #[test]
+    fn safetensors_are_sized_in_the_compute_dtype() {
+        let mut meta = smollm2_like();
+        meta.format = WeightFormat::Safetensors;
+        meta.tensor_bytes = 4 * 134_515_008;
+        let f16 = shape_of(&meta, ModelDtype::Auto, Device::Cpu);
+        let f32 = shape_of(&meta, ModelDtype::F32, Device::Cpu);
+        assert_eq!(f16.weight_bytes * 2, f32.weight_bytes);
+        assert_eq!(f16.runtime_weight_bytes, 49152 * TOKENIZER_BYTES_PER_TOKEN);
+    }
+
+    #[test]
+    fn missing_hyperparameters_are_assumed_from_a_model_of_the_same_size() {
+        let mut meta = smollm2_like();
+        meta.layers = None;
+        let shape = shape_of(&meta, ModelDtype::Auto, Device::Cpu);
+        assert!(shape.assumed_architecture);
+        assert_eq!(shape.layers, 30);
+    }
+
+    #[test]
+    fn a_configured_budget_wins_over_detection() {
+        let mut config = Config::default();
+        config.memory.budget_mb = Some(512);
+        assert_eq!(memory_budget(&config, Device::Cpu).0, Some(512 << 20));
+        config.memory.budget_mb = None;
+        assert_eq!(memory_budget(&config, Device::Cuda).0, None);
+    }
+}
