@@ -137,8 +137,8 @@ impl Config {
             })?);
         }
         if let Some(k) = env("PORTEN_KEEP_ALIVE").filter(|v| !v.is_empty()) {
-            self.memory.keep_alive = KeepAlive::parse(&k)
-                .map_err(|e| anyhow::anyhow!("PORTEN_KEEP_ALIVE: {e}"))?;
+            self.memory.keep_alive =
+                KeepAlive::parse(&k).map_err(|e| anyhow::anyhow!("PORTEN_KEEP_ALIVE: {e}"))?;
         }
         if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
             self.server.max_body_bytes = max.parse().with_context(|| {

@@ -88,7 +88,10 @@ pub fn report(config: &Config, args: &FitArgs) -> anyhow::Result<FitReport> {
     if let Some(params) = &args.params {
         let parameters = parse_parameter_count(params).map_err(anyhow::Error::msg)?;
         let bits = bits_per_weight(&args.quant).with_context(|| {
-            format!("unknown quantization `{}`; known: {KNOWN_QUANTIZATIONS}", args.quant)
+            format!(
+                "unknown quantization `{}`; known: {KNOWN_QUANTIZATIONS}",
+                args.quant
+            )
         })?;
         let active = args
             .moe_active
@@ -101,7 +104,14 @@ pub fn report(config: &Config, args: &FitArgs) -> anyhow::Result<FitReport> {
         }
         let shape = hypothetical_shape(parameters, bits, active);
         let spec = ModelSpec::new(params.clone(), "");
-        models.push(row(&spec, &shape, Some(args.quant.to_uppercase()), args, device, budget));
+        models.push(row(
+            &spec,
+            &shape,
+            Some(args.quant.to_uppercase()),
+            args,
+            device,
+            budget,
+        ));
     }
     for (spec, shape, quantization) in named_models(config, args, device)? {
         models.push(row(&spec, &shape, quantization, args, device, budget));
@@ -220,11 +230,24 @@ fn print_table(report: &FitReport) {
             report.device.as_str(),
             report.budget_source
         ),
-        None => println!("no budget on {} ({})", report.device.as_str(), report.budget_source),
+        None => println!(
+            "no budget on {} ({})",
+            report.device.as_str(),
+            report.budget_source
+        ),
     }
     println!(
         "{:<24} {:>8} {:>8} {:>7} {:>3} {:>10} {:>10} {:>10} {:>10} {:>4} {:>11}",
-        "MODEL", "PARAMS", "QUANT", "CTX", "PAR", "WEIGHTS", "KV CACHE", "OVERHEAD", "TOTAL", "FITS",
+        "MODEL",
+        "PARAMS",
+        "QUANT",
+        "CTX",
+        "PAR",
+        "WEIGHTS",
+        "KV CACHE",
+        "OVERHEAD",
+        "TOTAL",
+        "FITS",
         "HEADROOM"
     );
     for m in &report.models {
@@ -258,7 +281,11 @@ fn print_table(report: &FitReport) {
         println!(
             "    contexts that fit x{}: {}{}",
             m.parallel,
-            if contexts.is_empty() { "none".into() } else { contexts.join(" ") },
+            if contexts.is_empty() {
+                "none".into()
+            } else {
+                contexts.join(" ")
+            },
             m.trained_context
                 .map(|t| format!(" (trained for {t})"))
                 .unwrap_or_default()

@@ -4,8 +4,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod progress;
 pub mod fit;
+pub mod progress;
 pub mod serve;
 pub mod sizing;
 pub mod store_cmd;

@@ -109,7 +109,9 @@ fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 
 /// A prompt of roughly `tokens` tokens for any of the test tokenizers (words of a few letters).
 fn long_prompt(tokens: usize) -> String {
-    let words = ["river", "stone", "quiet", "lamp", "green", "field", "north", "cloud"];
+    let words = [
+        "river", "stone", "quiet", "lamp", "green", "field", "north", "cloud",
+    ];
     (0..tokens / 2)
         .map(|i| words[i % words.len()])
         .collect::<Vec<_>>()
@@ -182,7 +184,9 @@ fn tiny_estimate(path: &Path, extra: &str) -> u64 {
     let home = tempfile::tempdir().unwrap();
     let config = config_file(home.path(), &[("probe", path, extra)], "");
     let server = serve(&config, &[]);
-    model_info(&server, "probe")["estimated_bytes"].as_u64().unwrap()
+    model_info(&server, "probe")["estimated_bytes"]
+        .as_u64()
+        .unwrap()
 }
 
 /// Four models, a budget for two: interleaved concurrent requests are all answered, models
@@ -225,7 +229,12 @@ fn a_budget_for_two_of_four_models_answers_every_interleaved_request() {
                 for i in 0..8 {
                     let id = ["a", "b", "c", "e"][(worker * 3 + i * (worker + 1)) % 4];
                     let answer = if id == "e" {
-                        post_json(addr, "/v1/embeddings", &json!({"model": id, "input": "hello"}), &[])
+                        post_json(
+                            addr,
+                            "/v1/embeddings",
+                            &json!({"model": id, "input": "hello"}),
+                            &[],
+                        )
                     } else {
                         post_json(
                             addr,
@@ -261,7 +270,8 @@ fn a_budget_for_two_of_four_models_answers_every_interleaved_request() {
     assert!(evictions > 0, "four models in a budget for two: {log:#?}");
     for id in ids {
         assert!(
-            log.iter().any(|e| e["event"] == "loaded" && e["model"] == id),
+            log.iter()
+                .any(|e| e["event"] == "loaded" && e["model"] == id),
             "{id} was never loaded"
         );
     }
@@ -275,7 +285,11 @@ fn a_budget_for_two_of_four_models_answers_every_interleaved_request() {
 #[test]
 fn idle_models_unload_when_their_keep_alive_runs_out() {
     let models = Models::new();
-    let (short, forever, once) = (models.chat("short"), models.chat("forever"), models.chat("once"));
+    let (short, forever, once) = (
+        models.chat("short"),
+        models.chat("forever"),
+        models.chat("once"),
+    );
     let home = tempfile::tempdir().unwrap();
     let config = config_file(
         home.path(),
@@ -299,10 +313,18 @@ fn idle_models_unload_when_their_keep_alive_runs_out() {
     );
     assert_eq!(answer.status, 200, "{}", answer.text());
     let once_done = Instant::now();
-    wait_until("`once` to unload", 5, || model_info(&server, "once")["state"] == "available");
-    assert!(once_done.elapsed() < Duration::from_millis(900), "keep_alive 0 took {:?}", once_done.elapsed());
+    wait_until("`once` to unload", 5, || {
+        model_info(&server, "once")["state"] == "available"
+    });
+    assert!(
+        once_done.elapsed() < Duration::from_millis(900),
+        "keep_alive 0 took {:?}",
+        once_done.elapsed()
+    );
     assert_eq!(model_info(&server, "short")["state"], "loaded");
-    wait_until("`short` to unload", 5, || model_info(&server, "short")["state"] == "available");
+    wait_until("`short` to unload", 5, || {
+        model_info(&server, "short")["state"] == "available"
+    });
     let idle = finished.elapsed();
     assert!(
         idle >= Duration::from_millis(1000) && idle < Duration::from_millis(2500),
@@ -328,18 +350,28 @@ fn a_model_larger_than_the_budget_is_refused_at_once_with_the_numbers() {
     let home = tempfile::tempdir().unwrap();
     let config = config_file(
         home.path(),
-        &[("smollm2", &smollm2, ""), ("tiny", &tiny, "context_length = 512")],
+        &[
+            ("smollm2", &smollm2, ""),
+            ("tiny", &tiny, "context_length = 512"),
+        ],
         "budget_mb = 100",
     );
     let server = serve(&config, &[]);
     let started = Instant::now();
     let refused = chat(&server, "smollm2", "hi", 2);
-    assert!(started.elapsed() < Duration::from_millis(500), "refusing took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refusing took {:?}",
+        started.elapsed()
+    );
     assert_eq!(refused.status, 507, "{}", refused.text());
     let error = &refused.json()["error"];
     assert_eq!(error["code"], "model_too_large");
     let message = error["message"].as_str().unwrap();
-    let need_mib = model_info(&server, "smollm2")["estimated_bytes"].as_u64().unwrap().div_ceil(MIB);
+    let need_mib = model_info(&server, "smollm2")["estimated_bytes"]
+        .as_u64()
+        .unwrap()
+        .div_ceil(MIB);
     assert!(
         message.contains(&format!("needs {need_mib} MiB")) && message.contains("budget is 100 MiB"),
         "{message}"
@@ -359,7 +391,11 @@ fn requests_during_a_load_wait_for_it_and_a_full_queue_says_retry_later() {
     let home = tempfile::tempdir().unwrap();
     let config = config_file(
         home.path(),
-        &[("smollm2", &smollm2, "max_concurrency = 2\nmax_queue = 1\ncontext_length = 512")],
+        &[(
+            "smollm2",
+            &smollm2,
+            "max_concurrency = 2\nmax_queue = 1\ncontext_length = 512",
+        )],
         "",
     );
     let server = serve(&config, &[]);
@@ -375,7 +411,11 @@ fn requests_during_a_load_wait_for_it_and_a_full_queue_says_retry_later() {
                             "messages": [{"role": "user", "content": "hi"}]}),
                     &[],
                 );
-                (answer.status, answer.header("retry-after").map(str::to_string), answer.text())
+                (
+                    answer.status,
+                    answer.header("retry-after").map(str::to_string),
+                    answer.text(),
+                )
             })
         })
         .collect();
@@ -395,7 +435,11 @@ fn requests_during_a_load_wait_for_it_and_a_full_queue_says_retry_later() {
     let refused: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
     assert_eq!((served, refused.len()), (3, 1), "{answers:#?}");
     assert_eq!(refused[0].1.as_deref(), Some("1"));
-    assert!(refused[0].2.contains("model_overloaded"), "{}", refused[0].2);
+    assert!(
+        refused[0].2.contains("model_overloaded"),
+        "{}",
+        refused[0].2
+    );
     assert_eq!(status(&server)["models"][0]["loads"], 1);
 }
 

@@ -139,9 +139,7 @@ impl Error {
             Error::Engine(_)
             | Error::ModelUnavailable { .. }
             | Error::ModelLoad { .. }
-            | Error::WillNotFit { .. } => {
-                Origin::Engine
-            }
+            | Error::WillNotFit { .. } => Origin::Engine,
             Error::Overloaded { .. } | Error::ShuttingDown | Error::Config(_) | Error::Io(_) => {
                 Origin::Internal
             }

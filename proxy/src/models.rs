@@ -245,7 +245,10 @@ struct MistralLoader {
 }
 
 impl ModelLoader<LoadedModel> for MistralLoader {
-    fn load(&self, id: &str) -> BoxFuture<'static, std::result::Result<Loaded<LoadedModel>, String>> {
+    fn load(
+        &self,
+        id: &str,
+    ) -> BoxFuture<'static, std::result::Result<Loaded<LoadedModel>, String>> {
         let slot = self.slots[id].clone();
         let preflight = self.preflight.clone();
         let measure = self.measure;

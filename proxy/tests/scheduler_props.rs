@@ -77,8 +77,13 @@ impl ModelLoader<FakeModel> for Arc<FakeLoader> {
         let id = id.to_string();
         async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            let live = me.live.fetch_sub(FakeLoader::size_of(&id), Ordering::SeqCst);
-            me.log.lock().unwrap().push(format!("unload {id} <- {live}"));
+            let live = me
+                .live
+                .fetch_sub(FakeLoader::size_of(&id), Ordering::SeqCst);
+            me.log
+                .lock()
+                .unwrap()
+                .push(format!("unload {id} <- {live}"));
         }
         .boxed()
     }
@@ -141,9 +146,15 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             let scheduler = scheduler.clone();
             tasks.push(tokio::spawn(async move {
                 match op {
-                    Op::Request { model, delay_ms, hold_ms, keep_alive_ms } => {
+                    Op::Request {
+                        model,
+                        delay_ms,
+                        hold_ms,
+                        keep_alive_ms,
+                    } => {
                         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                        let keep_alive = keep_alive_ms.map(|ms| KeepAlive::For(Duration::from_millis(ms)));
+                        let keep_alive =
+                            keep_alive_ms.map(|ms| KeepAlive::For(Duration::from_millis(ms)));
                         let lease = scheduler.acquire(&name(model), keep_alive).await;
                         let outcome = match &lease {
                             Ok(_) => "ok",
@@ -167,13 +178,16 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             }));
         }
         // No deadlock: every request is answered well within this bound.
-        let answered = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(tasks))
-            .await
-            .map_err(|_| TestCaseError::fail(format!(
-                "requests still waiting after 20 s: {:?}\n{:#?}",
-                scheduler.status(),
-                loader.log.lock().unwrap()
-            )))?;
+        let answered =
+            tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(tasks))
+                .await
+                .map_err(|_| {
+                    TestCaseError::fail(format!(
+                        "requests still waiting after 20 s: {:?}\n{:#?}",
+                        scheduler.status(),
+                        loader.log.lock().unwrap()
+                    ))
+                })?;
         for (op, result) in ops.iter().zip(answered) {
             let (model, outcome) = result.unwrap();
             let expected = match (op, model) {
@@ -185,11 +199,20 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             prop_assert_eq!(outcome, expected, "{:?}", op);
         }
         let peak = loader.peak.load(Ordering::SeqCst);
-        prop_assert!(peak <= BUDGET, "the loader saw {} bytes loaded at once; {:#?}", peak, loader.log.lock().unwrap());
+        prop_assert!(
+            peak <= BUDGET,
+            "the loader saw {} bytes loaded at once; {:#?}",
+            peak,
+            loader.log.lock().unwrap()
+        );
         for event in scheduler.events(0) {
             prop_assert!(event.reserved_bytes <= BUDGET, "{:?}", event);
             if event.model == name(TOO_BIG) {
-                prop_assert!(matches!(event.kind, EventKind::Refused { .. }), "{:?}", event);
+                prop_assert!(
+                    matches!(event.kind, EventKind::Refused { .. }),
+                    "{:?}",
+                    event
+                );
             }
         }
         // Idle with short keep-alives: everything goes, and the books balance.
@@ -199,7 +222,11 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             if status.reserved_bytes == 0 && status.models.iter().all(|m| m.state != "loaded") {
                 break;
             }
-            prop_assert!(tokio::time::Instant::now() < deadline, "not unloaded: {:?}", status);
+            prop_assert!(
+                tokio::time::Instant::now() < deadline,
+                "not unloaded: {:?}",
+                status
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         prop_assert_eq!(loader.live.load(Ordering::SeqCst), 0);

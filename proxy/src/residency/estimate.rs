@@ -161,7 +161,8 @@ pub fn bits_per_weight(quantization: &str) -> Option<f64> {
 }
 
 /// The quantization names [`bits_per_weight`] knows, for error messages.
-pub const KNOWN_QUANTIZATIONS: &str = "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_1, q4_k_m, q4_0, q3_k_m, q2_k";
+pub const KNOWN_QUANTIZATIONS: &str =
+    "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_0, q4_1, q4_k_m, q4_0, q3_k_m, q2_k";
 
 /// A typical architecture for a model of `parameters`: layers, KV heads and head dimension of
 /// the nearest well-known open model, for sizing the KV cache of a model that exists only as

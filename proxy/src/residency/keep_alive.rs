@@ -28,9 +28,7 @@ impl KeepAlive {
     /// Reads `"5m"`, `"30s"`, `"-1"`, `"0"`, `"1.5h"`...
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
-        let split = t
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let value: f64 = number.trim().parse().map_err(|_| {
             format!("keep_alive `{text}` is not a duration; use seconds or a value like 30s, 5m, 1h, -1")
@@ -40,7 +38,11 @@ impl KeepAlive {
             "ms" => value / 1e3,
             "m" => value * 60.0,
             "h" => value * 3600.0,
-            _ => return Err(format!("keep_alive `{text}`: the unit must be ms, s, m or h")),
+            _ => {
+                return Err(format!(
+                    "keep_alive `{text}`: the unit must be ms, s, m or h"
+                ))
+            }
         };
         Ok(Self::from_seconds(seconds))
     }

@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn nothing_is_chosen_when_all_idle_models_would_not_free_enough() {
-        assert_eq!(checked_victims(&LeastRecentlyUsed, &request(900, 200)), None);
+        assert_eq!(
+            checked_victims(&LeastRecentlyUsed, &request(900, 200)),
+            None
+        );
     }
 
     struct Answer(Vec<&'static str>);
@@ -175,7 +178,10 @@ mod tests {
     #[test]
     fn a_valid_policy_answer_is_followed_and_a_wrong_one_replaced() {
         let r = request(400, 200);
-        assert_eq!(checked_victims(&Answer(vec!["recent"]), &r).unwrap(), ["recent"]);
+        assert_eq!(
+            checked_victims(&Answer(vec!["recent"]), &r).unwrap(),
+            ["recent"]
+        );
         // Too little, unknown, or twice the same: least-recently-used decides instead.
         for wrong in [vec!["older"], vec!["busy"], vec!["old", "old"]] {
             assert_eq!(

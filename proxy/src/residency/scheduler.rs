@@ -76,7 +76,6 @@ impl<M> Phase<M> {
             Phase::Failed(_) => "failed",
         }
     }
-
 }
 
 struct Entry<M> {
@@ -341,10 +340,7 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
                     }
                 }
             }
-            changes
-                .changed()
-                .await
-                .map_err(|_| Error::ShuttingDown)?;
+            changes.changed().await.map_err(|_| Error::ShuttingDown)?;
         }
     }
 
@@ -403,10 +399,7 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
             if !matches!(self.inner.lock().models[id].phase, Phase::Unloading) {
                 return Ok(UnloadOutcome::Unloaded);
             }
-            changes
-                .changed()
-                .await
-                .map_err(|_| Error::ShuttingDown)?;
+            changes.changed().await.map_err(|_| Error::ShuttingDown)?;
         }
     }
 
@@ -573,8 +566,17 @@ impl<M: Send + Sync + 'static> Inner<M> {
                 books.reserved = books.reserved - before + after;
                 self.record(&mut books, id, EventKind::Loaded { measured });
                 if let Some(measured) = measured.filter(|m| *m > estimate) {
-                    tracing::warn!(model = id, estimate, measured, "model took more memory than estimated");
-                    self.record(&mut books, id, EventKind::Underestimated { estimate, measured });
+                    tracing::warn!(
+                        model = id,
+                        estimate,
+                        measured,
+                        "model took more memory than estimated"
+                    );
+                    self.record(
+                        &mut books,
+                        id,
+                        EventKind::Underestimated { estimate, measured },
+                    );
                     self.restore_budget(&mut books, id);
                 }
             }
@@ -602,9 +604,8 @@ impl<M: Send + Sync + 'static> Inner<M> {
             free: 0,
             candidates: idle_candidates(books, loaded),
         };
-        let victims = checked_victims(self.policy.as_ref(), &request).unwrap_or_else(|| {
-            request.candidates.iter().map(|c| c.model.clone()).collect()
-        });
+        let victims = checked_victims(self.policy.as_ref(), &request)
+            .unwrap_or_else(|| request.candidates.iter().map(|c| c.model.clone()).collect());
         for victim in victims {
             self.start_unload(books, &victim, "over_budget");
         }

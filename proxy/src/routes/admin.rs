@@ -64,7 +64,10 @@ pub fn events(state: &ServerState, query: Option<&str>) -> Result<Response<Body>
             .map_err(|_| Error::invalid("since", "`since` must be an event number"))?,
     };
     let events = state.models.scheduler().events(since);
-    Ok(json(StatusCode::OK, &serde_json::json!({ "events": events })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "events": events }),
+    ))
 }
 
 /// `POST /admin/models/{id}/load`: answers once the model is loaded.

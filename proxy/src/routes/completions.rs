@@ -7,10 +7,10 @@ use mistralrs::{Constraint, RequestMessage, Response as EngineResponse};
 use tokio::sync::mpsc;
 
 use super::{require_kind, response_id, unix_now};
-use crate::models::Admitted;
 use crate::engine::{self, completion_sampling, EngineJob, LoadedModel, ModelKind};
 use crate::http::respond::{error_object, json, Body};
 use crate::http::{read_json, sse, ServerState};
+use crate::models::Admitted;
 use crate::openai::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
 use crate::{Error, Result};
 

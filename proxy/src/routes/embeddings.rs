@@ -54,7 +54,10 @@ pub async fn embeddings(state: &ServerState, req: Request<Incoming>) -> Result<R
             "`dimensions` must be at least 1",
         ));
     }
-    let model = state.models.admit(&request.model, request.keep_alive).await?;
+    let model = state
+        .models
+        .admit(&request.model, request.keep_alive)
+        .await?;
     require_kind(&model, ModelKind::Embedding, &request.model)?;
     let vectors = try_join_all(inputs.into_iter().map(|input| model.embed(input))).await?;
     let format = request.encoding_format.unwrap_or_default();

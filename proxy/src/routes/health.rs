@@ -18,7 +18,11 @@ pub fn health() -> Response<Body> {
 pub fn ready(state: &ServerState) -> Response<Body> {
     let status = state.models.status();
     let failed = status.models.iter().any(|m| m.state == "failed");
-    let models: BTreeMap<_, _> = status.models.iter().map(|m| (m.id.clone(), m.state)).collect();
+    let models: BTreeMap<_, _> = status
+        .models
+        .iter()
+        .map(|m| (m.id.clone(), m.state))
+        .collect();
     let (code, word) = if failed {
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     } else {
