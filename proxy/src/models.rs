@@ -143,6 +143,7 @@ impl ModelRegistry {
             slots: slots.clone(),
             preflight: residency.preflight,
             measure: residency.device == Device::Cpu,
+            measured: Arc::default(),
         };
         let scheduler = Scheduler::new(
             SchedulerSettings {
@@ -242,6 +243,8 @@ struct MistralLoader {
     slots: BTreeMap<String, Arc<ModelSlot>>,
     preflight: Option<Preflight>,
     measure: bool,
+    /// What each model's last load measured, to know when its unload has given it back.
+    measured: Arc<std::sync::Mutex<HashMap<String, u64>>>,
 }
 
 impl ModelLoader<LoadedModel> for MistralLoader {
@@ -252,6 +255,7 @@ impl ModelLoader<LoadedModel> for MistralLoader {
         let slot = self.slots[id].clone();
         let preflight = self.preflight.clone();
         let measure = self.measure;
+        let measurements = self.measured.clone();
         async move {
             if let Some(check) = preflight {
                 let spec = slot.spec.clone();
@@ -262,7 +266,7 @@ impl ModelLoader<LoadedModel> for MistralLoader {
                         tracing::error!(model = %slot.spec.id, error = %reason, "model failed its preflight check")
                     })?;
             }
-            memory::return_freed_memory();
+            // The last unload trimmed the heap already.
             let before = memory::resident_bytes();
             let started = std::time::Instant::now();
             let model = load_model(&slot.spec, &slot.source).await.map_err(|e| {
@@ -274,6 +278,9 @@ impl ModelLoader<LoadedModel> for MistralLoader {
                 (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
                 _ => None,
             };
+            if let Some(bytes) = measured {
+                lock(&measurements).insert(slot.spec.id.clone(), bytes);
+            }
             tracing::info!(
                 model = %slot.spec.id,
                 kind = model.kind.as_str(),
@@ -292,11 +299,12 @@ impl ModelLoader<LoadedModel> for MistralLoader {
 
     fn unload(&self, id: &str, model: Arc<LoadedModel>) -> BoxFuture<'static, ()> {
         let id = id.to_string();
+        let expected = lock(&self.measured).get(&id).copied();
         async move {
             let before = memory::resident_bytes();
             // mistral.rs's drop talks to its engine thread; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || drop(model)).await;
-            let after = settle_resident_memory().await;
+            let after = wait_for_release(before, expected).await;
             tracing::info!(
                 model = %id,
                 freed_mib = before.zip(after).map(|(b, a)| b.saturating_sub(a) >> 20),
@@ -307,23 +315,32 @@ impl ModelLoader<LoadedModel> for MistralLoader {
     }
 }
 
-/// The engine thread frees the model's memory shortly after the model is dropped: trim the
-/// heap until resident memory stops falling (at most about two seconds).
-async fn settle_resident_memory() -> Option<u64> {
-    let mut last = memory::resident_bytes();
-    for round in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// mistral.rs's engine thread frees a model shortly after the model is dropped, and the next
+/// load must not start before that: its memory would overlap, and its measurement would be
+/// too small. With a measurement, trim the heap until half of what the load took is back and
+/// resident memory has stopped falling (at most two seconds); without one (GPUs), give the
+/// engine a fixed moment.
+async fn wait_for_release(before: Option<u64>, expected: Option<u64>) -> Option<u64> {
+    let (Some(before), Some(expected)) = (before, expected) else {
+        tokio::time::sleep(Duration::from_millis(250)).await;
         memory::return_freed_memory();
-        let now = memory::resident_bytes();
-        let settled = match (last, now) {
-            (Some(l), Some(n)) => l.abs_diff(n) < (1 << 20),
-            _ => true,
-        };
-        last = now;
-        // The first rounds may come before the engine thread has even seen its stop message.
-        if settled && round >= 4 {
-            break;
+        return memory::resident_bytes();
+    };
+    let target = before.saturating_sub(expected / 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut last = before;
+    loop {
+        memory::return_freed_memory();
+        let now = memory::resident_bytes().unwrap_or(0);
+        let falling = last.saturating_sub(now) > 512 << 10;
+        if (now <= target && !falling) || std::time::Instant::now() >= deadline {
+            return Some(now);
         }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    last
 }

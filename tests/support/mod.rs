@@ -30,7 +30,7 @@ pub struct TinyServer {
     _models: tempfile::TempDir,
 }
 
-/// Starts a [`TinyServer`] with extra `porten serve` flags, waiting until both models are loaded.
+/// Starts a [`TinyServer`] with extra `porten serve` flags; the models load on first use.
 pub fn tiny_server(extra: &[&str]) -> TinyServer {
     let models = tempfile::tempdir().unwrap();
     let chat = models.path().join("tiny");

@@ -68,7 +68,8 @@ impl Porten {
         }
     }
 
-    /// Starts with the given models and waits until all are loaded.
+    /// Starts with the given models and waits until the server is ready (models load on their
+    /// first request).
     pub fn with_models(models: &[(&str, &Path)], extra: &[&str]) -> Self {
         let flags: Vec<String> = models
             .iter()
@@ -84,7 +85,7 @@ impl Porten {
         server
     }
 
-    /// Polls `/ready` until 200, for at most two minutes.
+    /// Polls `/ready` until 200 (no model failed), for at most two minutes.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
