@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, on SmolLM2.
+# Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, and swap time
+# (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
 bash scripts/fetch-smollm2.sh >/dev/null
 cargo bench --bench stream_overhead
+cargo bench --bench swap

@@ -228,6 +228,61 @@ mod tests {
         path
     }
 
+    /// The configuration sample in the README is a valid configuration.
+    #[test]
+    fn the_readme_sample_configuration_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let config: Config = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(config.memory.budget_mb, Some(16384));
+        assert_eq!(
+            config.memory.keep_alive,
+            KeepAlive::For(std::time::Duration::from_secs(300))
+        );
+        let model = &config.models[0];
+        assert_eq!(
+            (model.max_concurrency, model.context_length),
+            (4, Some(4096))
+        );
+        assert!(model.keep_alive.is_some() && !model.preload);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn vram_budget_and_keep_alive_come_from_env_and_flags() {
+        let env = env_of(&[
+            ("PORTEN_VRAM_BUDGET_MB", "2048"),
+            ("PORTEN_KEEP_ALIVE", "-1"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&overrides, &env).unwrap();
+        assert_eq!(config.memory.budget_mb, Some(2048));
+        assert_eq!(config.memory.keep_alive, KeepAlive::Forever);
+        let overrides = Overrides {
+            home: Some(dir.path().to_path_buf()),
+            vram_budget_mb: Some(512),
+            keep_alive: Some(KeepAlive::parse("30s").unwrap()),
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&overrides, &env).unwrap();
+        assert_eq!(config.memory.budget_mb, Some(512));
+        assert_eq!(config.memory.keep_alive, KeepAlive::parse("30s").unwrap());
+        let bad = env_of(&[("PORTEN_KEEP_ALIVE", "soon")]);
+        let overrides = Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        assert!(Config::load(&overrides, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("PORTEN_KEEP_ALIVE"));
+    }
+
     #[test]
     fn flags_beat_env_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -475,3 +475,115 @@ fn admin_endpoints_load_and_unload_models_behind_the_api_key() {
     assert_eq!(status["models"][0]["state"], "available");
     assert_eq!(status["reserved_bytes"], 0);
 }
+
+fn porten(home: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_porten"))
+        .args(args)
+        .env("PORTEN_HOME", home)
+        .env_remove("PORTEN_VRAM_BUDGET_MB")
+        .output()
+        .unwrap()
+}
+
+/// `porten fit` on a hypothetical model and on a store model, as JSON for scripts.
+#[test]
+fn fit_sizes_hypothetical_and_store_models() {
+    let home = tempfile::tempdir().unwrap();
+    let out = porten(
+        home.path(),
+        &[
+            "fit",
+            "--params",
+            "32B",
+            "--quant",
+            "q4_k_m",
+            "--ctx",
+            "32768",
+            "--parallel",
+            "1",
+            "--vram-mb",
+            "24576",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["budget_bytes"], 24576 * MIB);
+    let model = &report["models"][0];
+    let gb = |v: &Value| v.as_u64().unwrap() as f64 / 1e9;
+    assert!((18.0..=20.0).contains(&gb(&model["weights"])), "{model}");
+    // 64 layers x 8 KV heads x 128 x 2 (K and V) x 32768 tokens, at the CPU's 4 bytes.
+    assert_eq!(model["kv_cache"], 2u64 * 64 * 8 * 128 * 32768 * 4);
+    assert_eq!(model["fits"], false);
+    assert!(model["headroom"].as_i64().unwrap() < 0);
+    assert!(model["contexts_that_fit"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(4096)));
+    assert_eq!(model["assumed_architecture"], true);
+
+    let smollm2 = support::smollm2();
+    let imported = porten(
+        home.path(),
+        &["import", smollm2.to_str().unwrap(), "--name", "smollm2"],
+    );
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let out = porten(
+        home.path(),
+        &[
+            "fit",
+            "smollm2",
+            "--vram-mb",
+            "4096",
+            "--ctx",
+            "512",
+            "--parallel",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model = &report["models"][0];
+    assert_eq!(model["name"], "smollm2");
+    assert_eq!(model["trained_context"], 8192);
+    assert_eq!(model["assumed_architecture"], false);
+    assert_eq!(model["fits"], true);
+    // The same number the server charges for the model with these settings.
+    let config = config_file(
+        home.path(),
+        &[(
+            "smollm2",
+            &smollm2,
+            "context_length = 512\nmax_concurrency = 1",
+        )],
+        "",
+    );
+    let server = serve(&config, &[]);
+    assert_eq!(
+        model_info(&server, "smollm2")["estimated_bytes"],
+        model["total"]
+    );
+
+    let table = porten(home.path(), &["fit", "smollm2", "--vram-mb", "100"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("smollm2") && text.contains(" no ") && text.contains("contexts that fit"),
+        "{text}"
+    );
+    let unknown = porten(home.path(), &["fit", "--params", "7B", "--quant", "q9"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown quantization `q9`"));
+}
