@@ -4,6 +4,9 @@
 //! `cargo bench --bench stream_overhead` (or `bash scripts/bench.sh`). Env: `BENCH_RUNS`
 //! (default 5), `BENCH_MAX_TOKENS` (default 64), `PORTEN_SMOLLM2_GGUF` (default: fetched).
 
+mod common;
+
+use common::smollm2;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -32,19 +35,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn smollm2() -> PathBuf {
-    if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-smollm2.sh"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 async fn direct_run(model: &mistralrs::Model, max_tokens: usize) -> Run {

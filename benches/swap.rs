@@ -2,29 +2,19 @@
 //! room for it, against mistral.rs loading the same file directly in-process, interleaved in
 //! one run. Prints both, the ratio (target <= 1.1x) and the effective GB/s.
 //!
-//! `cargo bench --bench swap` (or `bash scripts/bench-swap.sh`). Env: `BENCH_RUNS` (default 5),
+//! `cargo bench --bench swap` (or `bash scripts/bench.sh`, which runs both benchmarks). Env: `BENCH_RUNS` (default 5),
 //! `PORTEN_SMOLLM2_GGUF` (default: fetched).
 
+mod common;
+
+use common::smollm2;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mistralrs::{GgufModelBuilder, TokenSource};
-
-fn smollm2() -> PathBuf {
-    if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
-        return p.into();
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-smollm2.sh"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// mistral.rs loading the file the way porten does (same builder settings), then dropping it.
 /// With `fresh_heap`, the heap is first given back to the OS, as porten does after an unload,

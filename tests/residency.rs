@@ -485,14 +485,26 @@ fn porten(home: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `porten fit ARGS --json`, which must succeed.
+fn fit_json(home: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["fit", "--json"];
+    all.extend_from_slice(args);
+    let out = porten(home, &all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `porten fit` on a hypothetical model and on a store model, as JSON for scripts.
 #[test]
 fn fit_sizes_hypothetical_and_store_models() {
     let home = tempfile::tempdir().unwrap();
-    let out = porten(
+    let report = fit_json(
         home.path(),
         &[
-            "fit",
             "--params",
             "32B",
             "--quant",
@@ -503,15 +515,8 @@ fn fit_sizes_hypothetical_and_store_models() {
             "1",
             "--vram-mb",
             "24576",
-            "--json",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["budget_bytes"], 24576 * MIB);
     let model = &report["models"][0];
     let gb = |v: &Value| v.as_u64().unwrap() as f64 / 1e9;
@@ -536,10 +541,9 @@ fn fit_sizes_hypothetical_and_store_models() {
         "{}",
         String::from_utf8_lossy(&imported.stderr)
     );
-    let out = porten(
+    let report = fit_json(
         home.path(),
         &[
-            "fit",
             "smollm2",
             "--vram-mb",
             "4096",
@@ -547,15 +551,8 @@ fn fit_sizes_hypothetical_and_store_models() {
             "512",
             "--parallel",
             "1",
-            "--json",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let model = &report["models"][0];
     assert_eq!(model["name"], "smollm2");
     assert_eq!(model["trained_context"], 8192);

@@ -322,8 +322,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// mistral.rs's engine thread frees a model shortly after the model is dropped, and the next
 /// load must not start before that: its memory would overlap, and its measurement would be
 /// too small. With a measurement, trim the heap until half of what the load took is back and
-/// resident memory has stopped falling (at most two seconds); without one (GPUs), give the
-/// engine a fixed moment.
+/// resident memory has stopped falling, or until it has not moved for 100 ms (at most two
+/// seconds); without one (GPUs), give the engine a fixed moment.
 async fn wait_for_release(before: Option<u64>, expected: Option<u64>) -> Option<u64> {
     let (Some(before), Some(expected)) = (before, expected) else {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -332,15 +332,22 @@ async fn wait_for_release(before: Option<u64>, expected: Option<u64>) -> Option<
     };
     let target = before.saturating_sub(expected / 2);
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    let mut last = before;
+    let (mut last, mut steady_polls) = (before, 0u32);
     loop {
         memory::return_freed_memory();
         let now = memory::resident_bytes().unwrap_or(0);
-        let falling = last.saturating_sub(now) > 512 << 10;
-        if (now <= target && !falling) || std::time::Instant::now() >= deadline {
+        steady_polls = if last.abs_diff(now) < 512 << 10 {
+            steady_polls + 1
+        } else {
+            0
+        };
+        last = now;
+        // Done when half is back and it stopped falling; a model whose memory does not show
+        // (a tiny one, or pages glibc keeps) is given 100 ms of no change.
+        let released = now <= target && steady_polls >= 1;
+        if released || steady_polls >= 20 || std::time::Instant::now() >= deadline {
             return Some(now);
         }
-        last = now;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
