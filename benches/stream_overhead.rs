@@ -6,11 +6,9 @@
 
 mod common;
 
-use common::smollm2;
+use common::{smollm2, Porten};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
@@ -121,29 +119,10 @@ fn main() {
         )
         .unwrap();
 
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_porten"));
-    let mut server = Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--model",
-            &format!("smollm2={}", gguf.display()),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .trim()
-        .trim_start_matches("porten listening on http://")
-        .parse()
-        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let flag = format!("smollm2={}", gguf.display());
+    let server = Porten::start(home.path(), &["--model".as_ref(), flag.as_ref()]);
+    let addr = server.addr;
     // Warm both paths (and wait for porten's model to load: the first request waits for it).
     rt.block_on(direct_run(&model, 4));
     http_run(addr, 4);
@@ -153,7 +132,7 @@ fn main() {
         direct.push(rt.block_on(direct_run(&model, max_tokens)));
         http.push(http_run(addr, max_tokens));
     }
-    let _ = server.kill();
+    drop(server);
     let tps = |r: &[Run]| median(r.iter().map(Run::tok_per_s).collect());
     let ttft = |r: &[Run]| median(r.iter().map(|x| x.ttft.as_secs_f64() * 1e3).collect());
     let (d_tps, h_tps, d_ttft, h_ttft) = (tps(&direct), tps(&http), ttft(&direct), ttft(&http));

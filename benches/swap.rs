@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::smollm2;
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{smollm2, Porten};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mistralrs::{GgufModelBuilder, TokenSource};
@@ -52,20 +51,8 @@ fn post(addr: SocketAddr, path: &str) -> String {
     answer
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// porten serving two SmolLM2 copies with a budget that holds only one.
-fn start_porten(dir: &Path, file: &Path) -> Server {
+fn start_porten(dir: &Path, file: &Path) -> Porten {
     let copy = dir.join("a");
     std::fs::create_dir_all(&copy).unwrap();
     let copy_file = copy.join("model.gguf");
@@ -84,26 +71,7 @@ fn start_porten(dir: &Path, file: &Path) -> Server {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porten"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("PORTEN_HOME", dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("porten listening on http://")
-        .expect("porten started")
-        .parse()
-        .unwrap();
-    Server { child, addr }
+    Porten::start(dir, &["--config".as_ref(), config.as_os_str()])
 }
 
 fn main() {
