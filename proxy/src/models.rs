@@ -200,6 +200,17 @@ impl ModelRegistry {
         self.scheduler.status()
     }
 
+    /// Each model with what the scheduler says about it, by id.
+    pub fn slots_with_residency(
+        &self,
+        status: ResidencyStatus,
+    ) -> impl Iterator<Item = (&Arc<ModelSlot>, residency::ModelResidency)> {
+        status.models.into_iter().map(|residency| {
+            let slot = &self.slots[&residency.id];
+            (slot, residency)
+        })
+    }
+
     /// Stops admitting requests to every model.
     pub fn close(&self) {
         for slot in self.slots.values() {

@@ -31,12 +31,13 @@ struct ModelStatus {
 
 /// `GET /admin/status`.
 pub fn status(state: &ServerState) -> Response<Body> {
-    let status = state.models.status();
-    let models = status
+    let mut status = state.models.status();
+    let (budget_bytes, reserved_bytes) = (status.budget_bytes, status.reserved_bytes);
+    let waiting_for_memory = std::mem::take(&mut status.waiting_for_memory);
+    let models = state
         .models
-        .into_iter()
-        .zip(state.models.iter())
-        .map(|(residency, slot)| ModelStatus {
+        .slots_with_residency(status)
+        .map(|(slot, residency)| ModelStatus {
             residency,
             queued: slot.queued(),
             max_concurrency: slot.spec.max_concurrency,
@@ -47,9 +48,9 @@ pub fn status(state: &ServerState) -> Response<Body> {
     json(
         StatusCode::OK,
         &Status {
-            budget_bytes: status.budget_bytes,
-            reserved_bytes: status.reserved_bytes,
-            waiting_for_memory: status.waiting_for_memory,
+            budget_bytes,
+            reserved_bytes,
+            waiting_for_memory,
             models,
         },
     )

@@ -25,12 +25,10 @@ fn model_object(state: &ServerState, slot: &ModelSlot, residency: &ModelResidenc
 
 /// Every served model.
 pub fn list(state: &ServerState) -> Response<Body> {
-    let status = state.models.status();
     let data = state
         .models
-        .iter()
-        .zip(&status.models)
-        .map(|(slot, residency)| model_object(state, slot, residency))
+        .slots_with_residency(state.models.status())
+        .map(|(slot, residency)| model_object(state, slot, &residency))
         .collect();
     json(
         StatusCode::OK,
@@ -43,12 +41,11 @@ pub fn list(state: &ServerState) -> Response<Body> {
 
 /// One model, or 404.
 pub fn get(state: &ServerState, id: &str) -> Result<Response<Body>> {
-    let slot = state.models.get(id)?;
-    let status = state.models.status();
-    let residency = status
+    state.models.get(id)?;
+    let (slot, residency) = state
         .models
-        .iter()
-        .find(|m| m.id == id)
+        .slots_with_residency(state.models.status())
+        .find(|(slot, _)| slot.spec.id == id)
         .expect("the scheduler knows every registered model");
-    Ok(json(StatusCode::OK, &model_object(state, slot, residency)))
+    Ok(json(StatusCode::OK, &model_object(state, slot, &residency)))
 }
