@@ -195,6 +195,9 @@ pub struct ServeArgs {
     /// [env: PORTEN_KEEP_ALIVE; default: 5m]
     #[arg(long, value_name = "DURATION", value_parser = KeepAlive::parse, allow_hyphen_values = true)]
     pub keep_alive: Option<KeepAlive>,
+    /// Record no metrics and serve no /metrics [env: PORTEN_METRICS=off]
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 impl ServeArgs {
@@ -207,6 +210,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             vram_budget_mb: self.vram_budget_mb,
             keep_alive: self.keep_alive,
+            no_metrics: self.no_metrics,
             ..self.common.overrides()
         }
     }

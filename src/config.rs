@@ -20,6 +20,9 @@ pub struct Config {
     pub store: StoreSettings,
     /// The memory budget for loaded models and how long idle ones stay.
     pub memory: MemoryConfig,
+    /// What porten reports: `/metrics` (traces and OTLP export follow the standard `OTEL_*`
+    /// variables, see `crate::telemetry`).
+    pub telemetry: TelemetrySettings,
     /// Models served, as `[[models]]` tables with `id` and `path` (or `id` alone for a model in
     /// the store). None at all: every model in the store is served.
     pub models: Vec<ModelSpec>,
@@ -33,6 +36,22 @@ pub struct StoreSettings {
     pub path: Option<PathBuf>,
     /// Disk budget in MiB (`PORTEN_AUTO_DOWNLOAD_MB`); none means no limit.
     pub budget_mb: Option<u64>,
+}
+
+/// The `[telemetry]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Record metrics and serve them as Prometheus text at `GET /metrics` (`PORTEN_METRICS`,
+    /// `--no-metrics`; default on). Off, no metric is recorded at all unless an OTLP metrics
+    /// endpoint is set.
+    pub prometheus: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { prometheus: true }
+    }
 }
 
 impl Config {
@@ -73,6 +92,8 @@ pub struct Overrides {
     pub vram_budget_mb: Option<u64>,
     /// `--keep-alive`.
     pub keep_alive: Option<KeepAlive>,
+    /// `--no-metrics`.
+    pub no_metrics: bool,
 }
 
 /// Reads a `PORTEN_*` variable; the binary passes `std::env::var`, tests a map.
@@ -140,6 +161,13 @@ impl Config {
             self.memory.keep_alive =
                 KeepAlive::parse(&k).map_err(|e| anyhow::anyhow!("PORTEN_KEEP_ALIVE: {e}"))?;
         }
+        if let Some(metrics) = env("PORTEN_METRICS").filter(|v| !v.is_empty()) {
+            self.telemetry.prometheus = match metrics.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => bail!("PORTEN_METRICS=`{metrics}` must be on or off"),
+            };
+        }
         if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
             self.server.max_body_bytes = max.parse().with_context(|| {
                 format!("PORTEN_MAX_BODY_BYTES=`{max}` is not a number of bytes")
@@ -166,6 +194,9 @@ impl Config {
         }
         if let Some(k) = o.keep_alive {
             self.memory.keep_alive = k;
+        }
+        if o.no_metrics {
+            self.telemetry.prometheus = false;
         }
         for model in &o.models {
             self.models.retain(|m| m.id != model.id);

@@ -9,3 +9,4 @@ pub mod progress;
 pub mod serve;
 pub mod sizing;
 pub mod store_cmd;
+pub mod telemetry;

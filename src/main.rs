@@ -1,29 +1,22 @@
 //! porten's entry point: parse the command line, set up logging, hand over to the library.
 
-use std::io::IsTerminal;
-
 use clap::Parser;
-use porten::cli::{Cli, Command, LogFormat};
+use porten::cli::{Cli, Command};
 use porten::config::Config;
 use porten::store_cmd;
-use tracing_subscriber::EnvFilter;
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use porten::telemetry::Telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let env = |name: &str| std::env::var(name).ok();
+    let mut telemetry = Telemetry::init(cli.log_format, &env);
+    let result = run(cli.command, &mut telemetry).await;
+    tokio::task::block_in_place(|| telemetry.shutdown());
+    result
+}
+
+async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let load = |overrides: &porten::config::Overrides| -> anyhow::Result<Config> {
         let (config, path) = Config::load(overrides, &env)?;
@@ -32,8 +25,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let store_of =
         |common: &porten::cli::Common| store_cmd::open_store(&load(&common.overrides())?);
-    match cli.command {
-        Command::Serve(args) => porten::serve::serve(load(&args.overrides())?).await,
+    match command {
+        Command::Serve(args) => {
+            let config = load(&args.overrides())?;
+            let metrics = telemetry.install_metrics(&config.telemetry, &env)?;
+            porten::serve::serve(config, metrics).await
+        }
         Command::Import(a) => {
             let store = store_of(&a.common)?;
             tokio::task::block_in_place(|| {

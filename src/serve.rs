@@ -5,18 +5,22 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use anyhow::{bail, Context};
+use opentelemetry::metrics::ObservableGauge;
 use porten_proxy::config::ModelSpec;
+use porten_proxy::http::MetricsText;
 use porten_proxy::models::{ModelRegistry, Preflight, Residency};
 use porten_proxy::residency::{Device, ModelShape};
 use porten_proxy::BoundServer;
-use porten_storage::{Checkout, ModelRef, Store, DEFAULT_TAG};
+use porten_storage::{Checkout, DiskUsage, ModelRef, Store, DEFAULT_TAG};
 
 use crate::config::Config;
 use crate::sizing::{memory_budget, shape_of};
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+/// `metrics` renders `/metrics` (none: metrics are off).
+pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
     let store = crate::store_cmd::open_store(&config)?;
+    let _store_gauges = store_gauges(&store);
     let checkouts = tokio::task::block_in_place(|| checkout_store_models(&store, &mut config))?;
     let device = Device::of_this_build();
     let (budget, budget_source) = memory_budget(&config, device);
@@ -50,7 +54,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             "memory estimate"
         );
     }
-    let server = BoundServer::bind(config.server.clone(), models.clone())
+    let server = BoundServer::bind(config.server.clone(), models.clone(), metrics)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = server.local_addr()?;
@@ -61,6 +65,38 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     store.end_session();
     result?;
     Ok(())
+}
+
+/// `porten.store.used` and `porten.store.budget`, read from the store at each collection.
+fn store_gauges(store: &Arc<Store>) -> Vec<ObservableGauge<u64>> {
+    let meter = opentelemetry::global::meter(porten_proxy::telemetry::METER_NAME);
+    let gauge =
+        |name: &'static str, description: &'static str, read: fn(&DiskUsage) -> Option<u64>| {
+            let store = Arc::downgrade(store);
+            meter
+                .u64_observable_gauge(name)
+                .with_unit("By")
+                .with_description(description)
+                .with_callback(move |observer| {
+                    let usage = store.upgrade().map(|s| s.disk_usage());
+                    if let Some(value) = usage.and_then(|u| u.ok()).as_ref().and_then(read) {
+                        observer.observe(value, &[]);
+                    }
+                })
+                .build()
+        };
+    vec![
+        gauge(
+            "porten.store.used",
+            "Bytes of weights in the store, with writes in flight",
+            |u| Some(u.used + u.reserved),
+        ),
+        gauge(
+            "porten.store.budget",
+            "The store's disk budget (absent when there is no limit)",
+            |u| u.budget,
+        ),
+    ]
 }
 
 /// Points every store model (a spec without a path) at its materialized directory, leasing it for

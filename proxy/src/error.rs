@@ -37,6 +37,9 @@ pub enum Error {
         /// The request path.
         path: String,
     },
+    /// `GET /metrics` on a server whose metrics are turned off.
+    #[error("Metrics are turned off on this server ([telemetry] prometheus = false or PORTEN_METRICS=off)")]
+    MetricsOff,
     /// The path exists but not with this method.
     #[error("Method {method} is not allowed for {path}; allowed: {allowed}")]
     MethodNotAllowed {
@@ -133,6 +136,7 @@ impl Error {
             | Error::ModelNotFound(_)
             | Error::WrongModelKind(_)
             | Error::RouteNotFound { .. }
+            | Error::MetricsOff
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
             | Error::PayloadTooLarge { .. } => Origin::Client,

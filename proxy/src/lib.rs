@@ -8,7 +8,7 @@
 //! // Models load on their first request, within a 2 GiB budget.
 //! let residency = Residency { budget: Some(2 << 30), ..Residency::default() };
 //! let models = ModelRegistry::new(&[ModelSpec::new("smollm2", "/models/smollm2.gguf")], residency)?;
-//! let server = BoundServer::bind(ServerConfig::default(), Arc::new(models)).await?;
+//! let server = BoundServer::bind(ServerConfig::default(), Arc::new(models), None).await?;
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
@@ -25,6 +25,7 @@ pub mod models;
 pub mod openai;
 pub mod residency;
 mod routes;
+pub mod telemetry;
 
 pub use error::{Error, Origin, Result};
 pub use http::BoundServer;

@@ -29,6 +29,7 @@ mod name;
 mod session;
 pub mod source;
 mod store;
+mod telemetry;
 
 pub use error::{Error, Result};
 pub use eviction::{EvictionCandidate, EvictionPolicy, EvictionRequest, LeastRecentlyUsed};

@@ -11,4 +11,4 @@ pub mod sse;
 pub use auth::ApiKeys;
 pub use body::read_json;
 pub use respond::Body;
-pub use server::{BoundServer, ServerState};
+pub use server::{BoundServer, MetricsText, ServerState};

@@ -36,6 +36,7 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str, Option<&'static str
         Error::WrongModelKind(_) => (S::BAD_REQUEST, INVALID, Some("model_not_supported")),
         Error::ModelNotFound(_) => (S::NOT_FOUND, INVALID, Some("model_not_found")),
         Error::RouteNotFound { .. } => (S::NOT_FOUND, INVALID, Some("unknown_url")),
+        Error::MetricsOff => (S::NOT_FOUND, INVALID, Some("metrics_disabled")),
         Error::MethodNotAllowed { .. } => {
             (S::METHOD_NOT_ALLOWED, INVALID, Some("method_not_allowed"))
         }
@@ -57,6 +58,12 @@ pub fn classify(error: &Error) -> (StatusCode, &'static str, Option<&'static str
             (S::INTERNAL_SERVER_ERROR, SERVER, Some("internal_error"))
         }
     }
+}
+
+/// The error's kind in one word (its OpenAI code, else its type): telemetry's `error.type`.
+pub fn error_type(error: &Error) -> &'static str {
+    let (_, kind, code) = classify(error);
+    code.unwrap_or(kind)
 }
 
 /// The error object for `error`, as sent in a response body or an SSE event.

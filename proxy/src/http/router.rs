@@ -7,10 +7,15 @@ use hyper::body::Incoming;
 use super::respond::Body;
 use super::server::ServerState;
 use crate::routes;
+use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// Serves `req`, or says why not.
-pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+pub async fn route(
+    state: &ServerState,
+    req: Request<Incoming>,
+    exchange: &Exchange,
+) -> Result<Response<Body>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let allowed = |allowed: &'static str| Error::MethodNotAllowed {
@@ -20,7 +25,9 @@ pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Respon
     };
     match path.as_str() {
         "/health" | "/ready" if method != Method::GET => Err(allowed("GET")),
+        "/metrics" if method != Method::GET => Err(allowed("GET")),
         "/health" => Ok(routes::health::health()),
+        "/metrics" => routes::metrics::metrics(state),
         "/ready" => Ok(routes::health::ready(state)),
         p if p.starts_with("/admin/") => {
             let action = admin_action(p);
@@ -66,14 +73,38 @@ pub async fn route(state: &ServerState, req: Request<Incoming>) -> Result<Respon
             }
             state.api_keys.check(req.headers())?;
             match p {
-                "/v1/chat/completions" => routes::chat::chat_completions(state, req).await,
-                "/v1/completions" => routes::completions::completions(state, req).await,
-                "/v1/embeddings" => routes::embeddings::embeddings(state, req).await,
+                "/v1/chat/completions" => {
+                    routes::chat::chat_completions(state, req, exchange).await
+                }
+                "/v1/completions" => routes::completions::completions(state, req, exchange).await,
+                "/v1/embeddings" => routes::embeddings::embeddings(state, req, exchange).await,
                 "/v1/models" => Ok(routes::models::list(state)),
                 p => routes::models::get(state, &p["/v1/models/".len()..]),
             }
         }
         _ => Err(not_found(&method, &path)),
+    }
+}
+
+/// The route a path belongs to, as a template: the `http.route` of telemetry, whose values
+/// must stay few whatever paths clients send.
+pub fn route_template(path: &str) -> &'static str {
+    match path {
+        "/health" => "/health",
+        "/ready" => "/ready",
+        "/metrics" => "/metrics",
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/completions" => "/v1/completions",
+        "/v1/embeddings" => "/v1/embeddings",
+        "/v1/models" => "/v1/models",
+        p if p.starts_with("/v1/models/") => "/v1/models/{model}",
+        p => match admin_action(p) {
+            Some(AdminAction::Status) => "/admin/status",
+            Some(AdminAction::Events) => "/admin/events",
+            Some(AdminAction::Load(_)) => "/admin/models/{model}/load",
+            Some(AdminAction::Unload(_)) => "/admin/models/{model}/unload",
+            None => "unknown",
+        },
     }
 }
 

@@ -13,12 +13,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use opentelemetry::metrics::ObservableGauge;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::{respond, router, ApiKeys, Body};
 use crate::config::ServerConfig;
 use crate::models::ModelRegistry;
+use crate::telemetry::{self, Exchange};
 use crate::Result;
 
 /// What every request handler can see.
@@ -31,7 +33,14 @@ pub struct ServerState {
     pub api_keys: ApiKeys,
     /// Unix seconds at start-up (the `created` of every model).
     pub started: u64,
+    /// Renders `/metrics`; `None` when metrics are off.
+    pub metrics: Option<MetricsText>,
+    /// The registry's gauges, registered while the server lives.
+    _gauges: Vec<ObservableGauge<u64>>,
 }
+
+/// Renders every metric as Prometheus text (the binary installs the exporter behind it).
+pub type MetricsText = Arc<dyn Fn() -> std::result::Result<String, String> + Send + Sync>;
 
 /// A server bound to its address, not yet accepting.
 pub struct BoundServer {
@@ -40,8 +49,13 @@ pub struct BoundServer {
 }
 
 impl BoundServer {
-    /// Binds `config.listen`.
-    pub async fn bind(config: ServerConfig, models: Arc<ModelRegistry>) -> Result<Self> {
+    /// Binds `config.listen`. `metrics` renders `GET /metrics`; without it the route says
+    /// metrics are off.
+    pub async fn bind(
+        config: ServerConfig,
+        models: Arc<ModelRegistry>,
+        metrics: Option<MetricsText>,
+    ) -> Result<Self> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen).await?;
         let started = SystemTime::now()
@@ -51,8 +65,10 @@ impl BoundServer {
         let state = Arc::new(ServerState {
             api_keys: ApiKeys::new(&config.api_keys),
             config,
+            _gauges: telemetry::register_model_gauges(&models),
             models,
             started,
+            metrics,
         });
         Ok(Self { listener, state })
     }
@@ -125,12 +141,17 @@ async fn handle(
     req: Request<Incoming>,
 ) -> std::result::Result<Response<Body>, Infallible> {
     let id = request_id(&req);
-    let span =
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let route = router::route_template(req.uri().path());
+    let span = request_span(&id, req.method(), route, req.uri().path());
+    telemetry::adopt_remote_parent(&span, req.headers());
+    let exchange = Exchange::start(span.clone(), req.method().clone(), route);
     async move {
         let started = Instant::now();
-        let mut response = match router::route(&state, req).await {
-            Ok(response) => response,
+        let mut response = match router::route(&state, req, &exchange).await {
+            Ok(response) => {
+                exchange.respond(response.status().as_u16(), None);
+                response
+            }
             Err(error) => {
                 let status = respond::classify(&error).0;
                 if status.is_server_error() {
@@ -138,6 +159,7 @@ async fn handle(
                 } else {
                     tracing::info!(%peer, error = %error, "request refused");
                 }
+                exchange.respond(status.as_u16(), Some(respond::error_type(&error)));
                 respond::error(&error)
             }
         };
@@ -153,4 +175,28 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// The request's span: its id and route for the logs, and the HTTP and GenAI attributes an
+/// OpenTelemetry backend expects, filled in as the handlers learn them.
+fn request_span(id: &str, method: &http::Method, route: &'static str, path: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        id = %id,
+        http.request.method = %method,
+        http.route = route,
+        url.path = %path,
+        http.response.status_code = Empty,
+        gen_ai.operation.name = Empty,
+        gen_ai.request.model = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        porten.queue_wait_s = Empty,
+        porten.time_to_first_token_s = Empty,
+        error.type = Empty,
+    )
 }

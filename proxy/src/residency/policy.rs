@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::telemetry::{instruments, PolicyOutcome};
+
 /// A loaded model that could be unloaded: idle (no request running or waiting for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlacementCandidate {
@@ -85,17 +87,34 @@ pub fn checked_victims(
     if freeable < request.shortfall() {
         return None;
     }
+    let _span = tracing::info_span!(
+        "policy.placement",
+        policy = policy.name(),
+        model = %request.model,
+        candidates = request.candidates.len()
+    )
+    .entered();
     let answer = policy.choose_victims(request);
     match validate(request, &answer) {
-        Ok(()) => Some(answer),
-        Err(why) => {
+        Ok(()) => {
+            instruments().placement_decision(policy.name(), PolicyOutcome::Accepted);
+            Some(answer)
+        }
+        Err(Rejection { cause, why }) => {
             tracing::warn!(policy = policy.name(), %why, "placement policy answer rejected; using least-recently-used");
+            instruments().placement_decision(policy.name(), PolicyOutcome::Fallback(cause));
             Some(LeastRecentlyUsed.choose_victims(request))
         }
     }
 }
 
-fn validate(request: &PlacementRequest, victims: &[String]) -> Result<(), String> {
+/// Why a policy's answer was refused: a short cause for metrics, the details for the log.
+struct Rejection {
+    cause: &'static str,
+    why: String,
+}
+
+fn validate(request: &PlacementRequest, victims: &[String]) -> Result<(), Rejection> {
     let mut freed = 0u64;
     let mut seen = std::collections::HashSet::new();
     for victim in victims {
@@ -103,17 +122,26 @@ fn validate(request: &PlacementRequest, victims: &[String]) -> Result<(), String
             .candidates
             .iter()
             .find(|c| &c.model == victim)
-            .ok_or_else(|| format!("`{victim}` is not an idle loaded model"))?;
+            .ok_or_else(|| Rejection {
+                cause: "unknown_victim",
+                why: format!("`{victim}` is not an idle loaded model"),
+            })?;
         if !seen.insert(victim) {
-            return Err(format!("`{victim}` is named twice"));
+            return Err(Rejection {
+                cause: "duplicate_victim",
+                why: format!("`{victim}` is named twice"),
+            });
         }
         freed += candidate.bytes;
     }
     if freed < request.shortfall() {
-        return Err(format!(
-            "the victims free {freed} bytes, {} are needed",
-            request.shortfall()
-        ));
+        return Err(Rejection {
+            cause: "too_few_bytes",
+            why: format!(
+                "the victims free {freed} bytes, {} are needed",
+                request.shortfall()
+            ),
+        });
     }
     Ok(())
 }

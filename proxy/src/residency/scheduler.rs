@@ -14,12 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use opentelemetry::KeyValue;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::events::{Event, EventKind, EventLog};
 use super::keep_alive::KeepAlive;
 use super::policy::{checked_victims, PlacementCandidate, PlacementPolicy, PlacementRequest};
+use crate::telemetry::instruments;
 use crate::{Error, Result};
 
 /// A model the loader has loaded, with what its load measurably took.
@@ -538,14 +541,27 @@ impl<M: Send + Sync + 'static> Inner<M> {
         );
         let inner = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move {
+        // A child of the request that asked for the model (a root span for preloads).
+        let span = tracing::info_span!("model.load", model = %id, reserved_bytes = charge as i64);
+        let load = async move {
             let loaded = {
                 let _one = inner.one_at_a_time.lock().await;
-                inner.loader.load(&id).await
+                let started = Instant::now();
+                let loaded = inner.loader.load(&id).await;
+                let outcome = if loaded.is_ok() { "loaded" } else { "failed" };
+                instruments().load_duration.record(
+                    started.elapsed().as_secs_f64(),
+                    &[
+                        KeyValue::new("gen_ai.request.model", id.clone()),
+                        KeyValue::new("porten.load.outcome", outcome),
+                    ],
+                );
+                loaded
             };
             inner.finish_load(&id, loaded);
             inner.bump();
-        });
+        };
+        tokio::spawn(load.instrument(span));
     }
 
     fn finish_load(self: &Arc<Self>, id: &str, loaded: std::result::Result<Loaded<M>, String>) {
@@ -621,7 +637,15 @@ impl<M: Send + Sync + 'static> Inner<M> {
         self.record(books, id, EventKind::UnloadStarted { reason });
         let inner = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("model.unload", model = %id, reason);
+        instruments().unloads.add(
+            1,
+            &[
+                KeyValue::new("gen_ai.request.model", id.clone()),
+                KeyValue::new("porten.unload.reason", reason),
+            ],
+        );
+        let unload = async move {
             {
                 let _one = inner.one_at_a_time.lock().await;
                 inner.loader.unload(&id, model).await;
@@ -634,7 +658,8 @@ impl<M: Send + Sync + 'static> Inner<M> {
             inner.record(&mut books, &id, EventKind::Unloaded { reason });
             drop(books);
             inner.bump();
-        });
+        };
+        tokio::spawn(unload.instrument(span));
     }
 
     /// Unloads idle models whose keep-alive ran out or whose unload was asked for; returns when

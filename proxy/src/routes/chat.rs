@@ -5,22 +5,26 @@ use hyper::body::Incoming;
 use mistralrs::Response as EngineResponse;
 use tokio::sync::mpsc;
 
-use super::{require_kind, response_id, unix_now};
+use tracing::Instrument;
+
+use super::{admit, require_kind, response_id, unix_now, CLIENT_GONE};
 use crate::engine::{self, chat_job, ModelKind};
-use crate::http::respond::{error_object, json, Body};
+use crate::http::respond::{error_object, error_type, json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
 use crate::openai::{ChatCompletionChunk, ChatCompletionRequest, Usage};
+use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// Serves one chat completion request.
 pub async fn chat_completions(
     state: &ServerState,
     req: Request<Incoming>,
+    exchange: &Exchange,
 ) -> Result<Response<Body>> {
     let request: ChatCompletionRequest = read_json(req, state.config.max_body_bytes).await?;
     let model_id = request.model.clone();
-    let model = state.models.admit(&model_id, request.keep_alive).await?;
+    let model = admit(state, exchange, "chat", &model_id, request.keep_alive).await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let job = chat_job(request, model.generation_defaults.as_ref())?;
     let limits = StreamLimits {
@@ -37,14 +41,19 @@ pub async fn chat_completions(
     };
     if streaming {
         let (events, response) = sse::channel();
-        tokio::spawn(stream_chunks(answers, events, head, limits, model));
+        let span = exchange.span().clone();
+        let stream = stream_chunks(answers, events, head, limits, model, exchange.clone());
+        tokio::spawn(stream.instrument(span));
         return Ok(response);
     }
     match answers.recv().await {
-        Some(EngineResponse::Done(done)) => Ok(json(
-            StatusCode::OK,
-            &engine::chat_completion(done, head.id, head.model, head.created),
-        )),
+        Some(EngineResponse::Done(done)) => {
+            exchange.usage(Some(done.usage.prompt_tokens), done.usage.completion_tokens);
+            Ok(json(
+                StatusCode::OK,
+                &engine::chat_completion(done, head.id, head.model, head.created),
+            ))
+        }
         Some(other) => Err(engine::engine_failure(other)),
         None => Err(Error::Engine("the engine dropped the request".into())),
     }
@@ -83,6 +92,7 @@ async fn stream_chunks(
     head: ChunkHead,
     limits: StreamLimits,
     _admitted: Admitted,
+    exchange: Exchange,
 ) {
     let mut role_sent = Vec::new();
     let mut finished = vec![false; limits.choices];
@@ -94,6 +104,7 @@ async fn stream_chunks(
             answer = answers.recv() => answer,
             () = events.closed() => {
                 tracing::info!("client disconnected; generation cancelled");
+                exchange.failed_midway(CLIENT_GONE);
                 return;
             }
         };
@@ -103,6 +114,7 @@ async fn stream_chunks(
             Some(other) => {
                 let error = engine::engine_failure(other);
                 tracing::warn!(error = %error, "generation failed mid-stream");
+                exchange.failed_midway(error_type(&error));
                 let _ = events.send_json(&error_object(&error)).await;
                 let _ = events.send_done().await;
                 return;
@@ -125,12 +137,14 @@ async fn stream_chunks(
         if deltas.is_empty() {
             continue;
         }
+        exchange.token_sent();
         if events
             .send_json(&head.chunk(deltas, usage_field))
             .await
             .is_err()
         {
             tracing::info!("client disconnected; generation cancelled");
+            exchange.failed_midway(CLIENT_GONE);
             return;
         }
     }
@@ -150,9 +164,13 @@ async fn stream_chunks(
             return;
         }
     }
+    match &usage {
+        Some(u) => exchange.usage(Some(u.prompt_tokens), u.completion_tokens),
+        None => exchange.usage(None, chunks_seen.iter().sum()),
+    }
+    // Without the engine's count, the chunks seen are the best lower bound we have.
+    let usage = usage.unwrap_or_else(|| Usage::new(0, chunks_seen.iter().sum()));
     if limits.include_usage {
-        // Without the engine's count, the chunks seen are the best lower bound we have.
-        let usage = usage.unwrap_or_else(|| Usage::new(0, chunks_seen.iter().sum()));
         let last = head.chunk(Vec::new(), Some(Some(usage)));
         if events.send_json(&last).await.is_err() {
             return;

@@ -6,19 +6,26 @@ use hyper::body::Incoming;
 use mistralrs::{Constraint, RequestMessage, Response as EngineResponse};
 use tokio::sync::mpsc;
 
-use super::{require_kind, response_id, unix_now};
+use tracing::Instrument;
+
+use super::{admit, require_kind, response_id, unix_now, CLIENT_GONE};
 use crate::engine::{self, completion_sampling, EngineJob, LoadedModel, ModelKind};
-use crate::http::respond::{error_object, json, Body};
+use crate::http::respond::{error_object, error_type, json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
 use crate::openai::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
+use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// Most prompts one request may carry.
 const MAX_PROMPTS: usize = 64;
 
 /// Serves one text completion request.
-pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+pub async fn completions(
+    state: &ServerState,
+    req: Request<Incoming>,
+    exchange: &Exchange,
+) -> Result<Response<Body>> {
     let request: CompletionRequest = read_json(req, state.config.max_body_bytes).await?;
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(Error::invalid("suffix", "`suffix` is not supported"));
@@ -65,7 +72,14 @@ pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<
         ));
     }
     let model_id = request.model.clone();
-    let model = state.models.admit(&model_id, request.keep_alive).await?;
+    let model = admit(
+        state,
+        exchange,
+        "text_completion",
+        &model_id,
+        request.keep_alive,
+    )
+    .await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let sampling = completion_sampling(&request).into_params(model.generation_defaults.as_ref())?;
     let n = sampling.n_choices;
@@ -91,7 +105,9 @@ pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<
         let prompt = prompts.into_iter().next().expect("one prompt");
         let answers = model.submit(job(prompt)).await?;
         let (events, response) = sse::channel();
-        tokio::spawn(stream_text(answers, events, head, n, model));
+        let span = exchange.span().clone();
+        let stream = stream_text(answers, events, head, n, model, exchange.clone());
+        tokio::spawn(stream.instrument(span));
         return Ok(response);
     }
     let runs = prompts
@@ -107,6 +123,7 @@ pub async fn completions(state: &ServerState, req: Request<Incoming>) -> Result<
             completion.choices.push(choice);
         }
     }
+    exchange.usage(Some(usage.prompt_tokens), usage.completion_tokens);
     completion.usage = Some(usage);
     Ok(json(StatusCode::OK, &completion))
 }
@@ -147,14 +164,18 @@ async fn stream_text(
     head: Completion,
     choices: usize,
     _admitted: Admitted,
+    exchange: Exchange,
 ) {
     let mut finished = 0;
+    // mistral.rs's completion chunks carry no usage: one chunk is one token.
+    let mut tokens = 0;
     let mut finished_index = Vec::new();
     while finished < choices {
         let answer = tokio::select! {
             answer = answers.recv() => answer,
             () = events.closed() => {
                 tracing::info!("client disconnected; generation cancelled");
+                exchange.failed_midway(CLIENT_GONE);
                 return;
             }
         };
@@ -164,6 +185,7 @@ async fn stream_text(
             Some(other) => {
                 let error = engine::engine_failure(other);
                 tracing::warn!(error = %error, "generation failed mid-stream");
+                exchange.failed_midway(error_type(&error));
                 let _ = events.send_json(&error_object(&error)).await;
                 let _ = events.send_done().await;
                 return;
@@ -171,6 +193,7 @@ async fn stream_text(
         };
         let mut event = head.clone();
         for (index, text, finish_reason) in engine::completion_chunk_text(chunk) {
+            tokens += usize::from(!text.is_empty());
             if finish_reason.is_some() {
                 finished += 1;
                 finished_index.push(index);
@@ -182,11 +205,14 @@ async fn stream_text(
                 finish_reason,
             });
         }
+        exchange.token_sent();
         if events.send_json(&event).await.is_err() {
             tracing::info!("client disconnected; generation cancelled");
+            exchange.failed_midway(CLIENT_GONE);
             return;
         }
     }
+    exchange.usage(None, tokens);
     if finished < choices {
         // See the chat stream: mistral.rs can end a stream without its finish chunk.
         let mut event = head;

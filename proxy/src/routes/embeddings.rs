@@ -6,7 +6,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mistralrs::RequestMessage;
 
-use super::require_kind;
+use super::{admit, require_kind};
 use crate::engine::ModelKind;
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, ServerState};
@@ -14,13 +14,18 @@ use crate::openai::{
     Embedding, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector,
     EncodingFormat,
 };
+use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// Most inputs one request may carry (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
 /// Serves one embeddings request.
-pub async fn embeddings(state: &ServerState, req: Request<Incoming>) -> Result<Response<Body>> {
+pub async fn embeddings(
+    state: &ServerState,
+    req: Request<Incoming>,
+    exchange: &Exchange,
+) -> Result<Response<Body>> {
     let request: EmbeddingRequest = read_json(req, state.config.max_body_bytes).await?;
     let inputs: Vec<RequestMessage> = match request.input {
         EmbeddingInput::Text(t) => vec![text_input(t)],
@@ -54,10 +59,14 @@ pub async fn embeddings(state: &ServerState, req: Request<Incoming>) -> Result<R
             "`dimensions` must be at least 1",
         ));
     }
-    let model = state
-        .models
-        .admit(&request.model, request.keep_alive)
-        .await?;
+    let model = admit(
+        state,
+        exchange,
+        "embeddings",
+        &request.model,
+        request.keep_alive,
+    )
+    .await?;
     require_kind(&model, ModelKind::Embedding, &request.model)?;
     let vectors = try_join_all(inputs.into_iter().map(|input| model.embed(input))).await?;
     let format = request.encoding_format.unwrap_or_default();
@@ -82,6 +91,7 @@ pub async fn embeddings(state: &ServerState, req: Request<Incoming>) -> Result<R
             embedding: encode(vector, format),
         });
     }
+    exchange.usage(Some(usage.prompt_tokens), 0);
     Ok(json(
         StatusCode::OK,
         &EmbeddingList {

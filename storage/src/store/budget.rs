@@ -13,6 +13,7 @@ use crate::fsutil::{now_ms, remove_file_if_present, sync_dir};
 use crate::hash::BlobId;
 use crate::name::ModelRef;
 use crate::session::decrement;
+use crate::telemetry::instruments;
 use crate::{Error, Result};
 
 /// Bytes set aside for writes in flight, and the blobs an operation relies on. Released (what is
@@ -234,9 +235,12 @@ impl Locked<'_> {
         for (id, _) in &garbage {
             remove_file_if_present(&self.store.layout.blob(id))?;
         }
+        let _span = (!victims.is_empty())
+            .then(|| tracing::info_span!("store.evict", models = victims.len(), needed).entered());
         for victim in &victims {
             tracing::info!(model = %victim, "evicting to make room in the disk budget");
             self.store.delete_manifest(victim)?;
+            instruments().evicted(1);
         }
         self.delete_unreferenced(&blobs)?;
         Ok(())
@@ -261,11 +265,17 @@ impl Locked<'_> {
                 .iter()
                 .any(|c| &c.model == m && c.evictable())
         });
-        if valid {
+        let cause = if valid {
             if let Some(victims) = take_until_freed(refs, &answer, needed) {
+                instruments().eviction_decision(policy.name(), None);
                 return Some(victims);
             }
-        }
+            "too_few_bytes"
+        } else {
+            // Unknown, pinned or loaded models.
+            "invalid_victim"
+        };
+        instruments().eviction_decision(policy.name(), Some(cause));
         tracing::warn!(
             policy = policy.name(),
             ?answer,
