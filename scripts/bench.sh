@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, and swap time
-# (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2.
+# (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
+# what tracing and metrics cost a small request (telemetry on against off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
 bash scripts/fetch-smollm2.sh >/dev/null
 cargo bench --bench stream_overhead
 cargo bench --bench swap
+cargo bench --bench telemetry

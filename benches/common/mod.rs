@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// SmolLM2's GGUF file: `PORTEN_SMOLLM2_GGUF`, else fetched by `scripts/fetch-smollm2.sh`.
+#[allow(dead_code)] // not every benchmark runs SmolLM2
 pub fn smollm2() -> PathBuf {
     if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
         return p.into();

@@ -1,0 +1,181 @@
+//! What tracing and metrics cost a small request: requests/s and p50 latency of a one-token,
+//! non-streaming chat on a tiny model, against a server with traces and metrics exported over
+//! OTLP (gRPC, to a collector in this process) and `/metrics` on, and against one with all of
+//! it off. Rounds alternate between the two servers so drift hits both alike; prints the ratio.
+//!
+//! `cargo bench --bench telemetry` (BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS to change the run).
+
+mod common;
+#[allow(dead_code)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Porten;
+use fake_opentelemetry_collector::FakeCollectorServer;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const BODY: &str = r#"{"model":"tiny","max_tokens":1,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// One keep-alive connection sending the same small request.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// Sends one request and reads its answer; returns the latency.
+    fn request(&mut self) -> Duration {
+        let start = Instant::now();
+        write!(
+            self.writer,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        )
+        .unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+        start.elapsed()
+    }
+}
+
+/// `clients` connections sending back to back for `secs`: requests/s and every latency.
+fn measure(addr: SocketAddr, clients: usize, secs: f64) -> (f64, Vec<f64>) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    latencies.push(client.request().as_secs_f64());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies: Vec<f64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    (
+        latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rounds = env_usize("BENCH_ROUNDS", 6);
+    let secs = env_usize("BENCH_SECS", 4) as f64;
+    let clients = env_usize("BENCH_CLIENTS", 4);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut collector = runtime.block_on(FakeCollectorServer::start()).unwrap();
+    let endpoint = collector.endpoint();
+    // Drain the collector, as a real one would: it stops accepting when its buffer is full.
+    runtime.spawn(async move {
+        loop {
+            collector
+                .exported_spans(10_000, Duration::from_millis(100))
+                .await;
+            collector
+                .exported_metrics(10_000, Duration::from_millis(1))
+                .await;
+        }
+    });
+
+    let models = tempfile::tempdir().unwrap();
+    let tiny = models.path().join("tiny");
+    fixtures::write_tiny_chat_model(&tiny);
+    let model = format!("tiny={}", tiny.display());
+    let (home_on, home_off) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+    std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    std::env::set_var("OTEL_METRIC_EXPORT_INTERVAL", "1000");
+    let on = Porten::start(home_on.path(), &["--model".as_ref(), model.as_ref()]);
+    for name in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+    ] {
+        std::env::remove_var(name);
+    }
+    let off = Porten::start(
+        home_off.path(),
+        &["--model".as_ref(), model.as_ref(), "--no-metrics".as_ref()],
+    );
+    // Load the model and warm both servers up.
+    for server in [&on, &off] {
+        measure(server.addr, clients, 1.0);
+    }
+
+    let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
+    let (mut on_latencies, mut off_latencies) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for telemetry in order {
+            let server = if telemetry { &on } else { &off };
+            let (rate, latencies) = measure(server.addr, clients, secs);
+            let (rates, all) = if telemetry {
+                (&mut on_rates, &mut on_latencies)
+            } else {
+                (&mut off_rates, &mut off_latencies)
+            };
+            rates.push(rate);
+            all.extend(latencies);
+        }
+    }
+    let (on_rate, off_rate) = (median(on_rates), median(off_rates));
+    let (on_p50, off_p50) = (median(on_latencies) * 1e3, median(off_latencies) * 1e3);
+    println!("telemetry overhead: 1-token chat on a tiny model, {clients} keep-alive clients, {rounds} rounds of {secs} s");
+    println!("  telemetry off : {off_rate:8.1} req/s   p50 {off_p50:6.3} ms");
+    println!("  telemetry on  : {on_rate:8.1} req/s   p50 {on_p50:6.3} ms   (OTLP traces + metrics, /metrics)");
+    println!(
+        "  ratio on/off  : {:.3}x requests/s, {:.3}x p50 latency (target >= 0.97x requests/s)",
+        on_rate / off_rate,
+        on_p50 / off_p50
+    );
+}
