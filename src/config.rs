@@ -259,6 +259,30 @@ mod tests {
         path
     }
 
+    #[test]
+    fn metrics_are_on_unless_the_file_env_or_flag_turns_them_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = || Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&home(), &env_of(&[])).unwrap();
+        assert!(config.telemetry.prometheus);
+        write_config(dir.path(), "[telemetry]\nprometheus = false\n");
+        let (config, _) = Config::load(&home(), &env_of(&[])).unwrap();
+        assert!(!config.telemetry.prometheus);
+        let (config, _) = Config::load(&home(), &env_of(&[("PORTEN_METRICS", "on")])).unwrap();
+        assert!(config.telemetry.prometheus, "env wins over the file");
+        let flag = Overrides {
+            no_metrics: true,
+            ..home()
+        };
+        let (config, _) = Config::load(&flag, &env_of(&[("PORTEN_METRICS", "on")])).unwrap();
+        assert!(!config.telemetry.prometheus, "the flag wins over env");
+        let error = Config::load(&home(), &env_of(&[("PORTEN_METRICS", "maybe")])).unwrap_err();
+        assert!(error.to_string().contains("PORTEN_METRICS"), "{error}");
+    }
+
     /// The configuration sample in the README is a valid configuration.
     #[test]
     fn the_readme_sample_configuration_parses() {
@@ -267,6 +291,7 @@ mod tests {
         let end = start + readme[start..].find("```").unwrap();
         let config: Config = toml::from_str(&readme[start..end]).unwrap();
         assert_eq!(config.memory.budget_mb, Some(16384));
+        assert!(config.telemetry.prometheus);
         assert_eq!(
             config.memory.keep_alive,
             KeepAlive::For(std::time::Duration::from_secs(300))

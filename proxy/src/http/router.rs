@@ -137,3 +137,32 @@ fn not_found(method: &Method, path: &str) -> Error {
         path: path.chars().take(200).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+
+    #[test]
+    fn route_templates_hide_ids_and_unknown_paths() {
+        assert_eq!(
+            route_template("/v1/chat/completions"),
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            route_template("/v1/models/org/model:q4"),
+            "/v1/models/{model}"
+        );
+        assert_eq!(
+            route_template("/admin/models/a/b/unload"),
+            "/admin/models/{model}/unload"
+        );
+        assert_eq!(
+            route_template("/admin/models/x/load"),
+            "/admin/models/{model}/load"
+        );
+        assert_eq!(route_template("/metrics"), "/metrics");
+        for random in ["/wp-login.php", "/v1/chat", "/admin/models/x", "/v2/models"] {
+            assert_eq!(route_template(random), "unknown", "{random}");
+        }
+    }
+}
