@@ -7,8 +7,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or the signal's own `..._TRACES_ENDPOINT` /
 //! `..._METRICS_ENDPOINT`) is set, or `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER` is `otlp`;
 //! `OTEL_SDK_DISABLED=true` or a signal exporter of `none` turns them off. The SDK itself reads
-//! the rest: `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`, `http/json`; default
-//! `http/protobuf`), `OTEL_SERVICE_NAME` (default `porten`), `OTEL_RESOURCE_ATTRIBUTES`,
+//! the rest: `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`, the
+//! default; the exporter's `http-json` feature is left out because it would become the default), `OTEL_SERVICE_NAME` (default `porten`), `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER`/`_ARG`, `OTEL_BSP_*`, `OTEL_METRIC_EXPORT_INTERVAL`, headers, timeouts.
 
 mod log_fields;
