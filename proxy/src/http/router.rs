@@ -10,81 +10,55 @@ use crate::routes;
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
-/// Serves `req`, or says why not.
+/// Serves `req`, which [`route_template`] placed on `route`, or says why not.
 pub async fn route(
     state: &ServerState,
     req: Request<Incoming>,
+    route: &'static str,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let allowed = |allowed: &'static str| Error::MethodNotAllowed {
-        method: method.to_string(),
-        path: path.clone(),
-        allowed,
+    if route == UNKNOWN {
+        return Err(not_found(&method, &path));
+    }
+    let (wanted, allowed) = match route {
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/embeddings"
+        | "/admin/models/{model}/load"
+        | "/admin/models/{model}/unload" => (Method::POST, "POST"),
+        _ => (Method::GET, "GET"),
     };
-    match path.as_str() {
-        "/health" | "/ready" if method != Method::GET => Err(allowed("GET")),
-        "/metrics" if method != Method::GET => Err(allowed("GET")),
+    if method != wanted {
+        return Err(Error::MethodNotAllowed {
+            method: method.to_string(),
+            path,
+            allowed,
+        });
+    }
+    if route.starts_with("/v1/") || route.starts_with("/admin/") {
+        state.api_keys.check(req.headers())?;
+    }
+    match route {
         "/health" => Ok(routes::health::health()),
-        "/metrics" => routes::metrics::metrics(state),
         "/ready" => Ok(routes::health::ready(state)),
-        p if p.starts_with("/admin/") => {
-            let action = admin_action(p);
-            match (&action, &method) {
-                (None, _) => return Err(not_found(&method, &path)),
-                (Some(AdminAction::Status | AdminAction::Events), m) if *m != Method::GET => {
-                    return Err(allowed("GET"))
-                }
-                (Some(AdminAction::Load(_) | AdminAction::Unload(_)), m) if *m != Method::POST => {
-                    return Err(allowed("POST"))
-                }
-                _ => {}
-            }
-            state.api_keys.check(req.headers())?;
-            match action.expect("checked above") {
-                AdminAction::Status => Ok(routes::admin::status(state)),
-                AdminAction::Events => routes::admin::events(state, req.uri().query()),
-                AdminAction::Load(id) => routes::admin::load(state, id).await,
-                AdminAction::Unload(id) => routes::admin::unload(state, id).await,
-            }
-        }
-        p if p == "/v1" || p.starts_with("/v1/") => {
-            let post = |m: &Method| {
-                if *m == Method::POST {
-                    Ok(())
-                } else {
-                    Err(allowed("POST"))
-                }
-            };
-            let get = |m: &Method| {
-                if *m == Method::GET {
-                    Ok(())
-                } else {
-                    Err(allowed("GET"))
-                }
-            };
-            match p {
-                "/v1/chat/completions" => post(&method)?,
-                "/v1/completions" | "/v1/embeddings" => post(&method)?,
-                "/v1/models" => get(&method)?,
-                p if p.starts_with("/v1/models/") => get(&method)?,
-                _ => return Err(not_found(&method, &path)),
-            }
-            state.api_keys.check(req.headers())?;
-            match p {
-                "/v1/chat/completions" => {
-                    routes::chat::chat_completions(state, req, exchange).await
-                }
-                "/v1/completions" => routes::completions::completions(state, req, exchange).await,
-                "/v1/embeddings" => routes::embeddings::embeddings(state, req, exchange).await,
-                "/v1/models" => Ok(routes::models::list(state)),
-                p => routes::models::get(state, &p["/v1/models/".len()..]),
-            }
-        }
-        _ => Err(not_found(&method, &path)),
+        "/metrics" => routes::metrics::metrics(state),
+        "/admin/status" => Ok(routes::admin::status(state)),
+        "/admin/events" => routes::admin::events(state, req.uri().query()),
+        "/admin/models/{model}/load" => routes::admin::load(state, admin_model(&path)).await,
+        "/admin/models/{model}/unload" => routes::admin::unload(state, admin_model(&path)).await,
+        "/v1/chat/completions" => routes::chat::chat_completions(state, req, exchange).await,
+        "/v1/completions" => routes::completions::completions(state, req, exchange).await,
+        "/v1/embeddings" => routes::embeddings::embeddings(state, req, exchange).await,
+        "/v1/models" => Ok(routes::models::list(state)),
+        "/v1/models/{model}" => routes::models::get(state, &path["/v1/models/".len()..]),
+        other => unreachable!("route_template made `{other}` without a handler"),
     }
 }
+
+/// The template of paths no route serves.
+const UNKNOWN: &str = "unknown";
 
 /// The route a path belongs to, as a template: the `http.route` of telemetry, whose values
 /// must stay few whatever paths clients send.
@@ -103,7 +77,7 @@ pub fn route_template(path: &str) -> &'static str {
             Some(AdminAction::Events) => "/admin/events",
             Some(AdminAction::Load(_)) => "/admin/models/{model}/load",
             Some(AdminAction::Unload(_)) => "/admin/models/{model}/unload",
-            None => "unknown",
+            None => UNKNOWN,
         },
     }
 }
@@ -113,6 +87,14 @@ enum AdminAction<'a> {
     Events,
     Load(&'a str),
     Unload(&'a str),
+}
+
+/// The model id of an `/admin/models/{id}/load` or `/unload` path.
+fn admin_model(path: &str) -> &str {
+    match admin_action(path) {
+        Some(AdminAction::Load(id) | AdminAction::Unload(id)) => id,
+        _ => unreachable!("only model action routes have a model"),
+    }
 }
 
 /// `/admin/models/{id}/load` and friends; model ids may themselves hold `/`.

@@ -147,7 +147,7 @@ async fn handle(
     let exchange = Exchange::start(span.clone(), req.method().clone(), route);
     async move {
         let started = Instant::now();
-        let mut response = match router::route(&state, req, &exchange).await {
+        let mut response = match router::route(&state, req, route, &exchange).await {
             Ok(response) => {
                 exchange.respond(response.status().as_u16(), None);
                 response

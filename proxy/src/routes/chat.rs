@@ -164,12 +164,11 @@ async fn stream_chunks(
             return;
         }
     }
-    match &usage {
-        Some(u) => exchange.usage(Some(u.prompt_tokens), u.completion_tokens),
-        None => exchange.usage(None, chunks_seen.iter().sum()),
-    }
+    let counted_by_engine = usage.is_some();
     // Without the engine's count, the chunks seen are the best lower bound we have.
     let usage = usage.unwrap_or_else(|| Usage::new(0, chunks_seen.iter().sum()));
+    let prompt_tokens = counted_by_engine.then_some(usage.prompt_tokens);
+    exchange.usage(prompt_tokens, usage.completion_tokens);
     if limits.include_usage {
         let last = head.chunk(Vec::new(), Some(Some(usage)));
         if events.send_json(&last).await.is_err() {
