@@ -566,7 +566,12 @@ fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
         &[("x-request-id", "trace-me-42")],
     );
     assert_eq!(answer.status, 200);
-    assert!(server.wait_for_log("answered", 10));
+    // `/ready` polls log "answered" too, and stderr is read by another thread: wait for the
+    // line of this request, not any "answered".
+    assert!(
+        server.wait_for_log_line(10, |line| line.contains("\"answered\"")
+            && line.contains("trace-me-42"))
+    );
     let lines: Vec<Value> = server
         .log()
         .lines()

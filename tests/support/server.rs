@@ -125,6 +125,18 @@ impl Porten {
         false
     }
 
+    /// Waits until some whole log line satisfies `wanted`, for at most `secs`.
+    pub fn wait_for_log_line(&self, secs: u64, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log().lines().any(&wanted) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")
