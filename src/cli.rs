@@ -37,8 +37,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Import a .gguf file, a model directory or a Hugging Face cache snapshot into the store.
     Import(ImportArgs),
-    /// List the models in the store.
-    Ls(Common),
+    /// List the models in the store (or, with --remote, in the mirror).
+    Ls(LsArgs),
+    /// Download a model from the mirror into the store (only the blobs the store lacks).
+    Pull(NamedArgs),
+    /// Upload a model from the store to the mirror (only the blobs the mirror lacks).
+    Push(NamedArgs),
+    /// List the mirror's models whose name contains QUERY (all of them without one).
+    Search(SearchArgs),
     /// Show one model's files and metadata.
     Show(NamedArgs),
     /// Remove a model (its blobs go unless another model shares them).
@@ -104,6 +110,10 @@ pub struct Common {
     /// Disk budget of the weight store in MiB [env: PORTEN_AUTO_DOWNLOAD_MB; default: no limit]
     #[arg(long, value_name = "MIB")]
     pub budget_mb: Option<u64>,
+    /// The mirror: s3://bucket/prefix, gs://..., az://..., file:///path, https://... (read-only)
+    /// [env: PORTEN_MIRROR]
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
 }
 
 impl Common {
@@ -113,6 +123,7 @@ impl Common {
             config: self.config.clone(),
             home: self.home.clone(),
             budget_mb: self.budget_mb,
+            mirror: self.mirror.clone(),
             ..Default::default()
         }
     }
@@ -130,6 +141,27 @@ pub struct ImportArgs {
     /// Copy the bytes even where a reflink or hard link would do
     #[arg(long)]
     pub copy: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `porten ls`.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// List the mirror's models instead of the store's
+    #[arg(long)]
+    pub remote: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `porten search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Part of a model name (case-insensitive)
+    pub query: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

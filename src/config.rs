@@ -20,6 +20,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// The memory budget for loaded models and how long idle ones stay.
     pub memory: MemoryConfig,
+    /// The bucket models are pulled from and pushed to.
+    pub mirror: MirrorConfig,
     /// What porten reports: `/metrics` (traces and OTLP export follow the standard `OTEL_*`
     /// variables, see `crate::telemetry`).
     pub telemetry: TelemetrySettings,
@@ -36,6 +38,58 @@ pub struct StoreSettings {
     pub path: Option<PathBuf>,
     /// Disk budget in MiB (`PORTEN_AUTO_DOWNLOAD_MB`); none means no limit.
     pub budget_mb: Option<u64>,
+}
+
+/// The `[mirror]` table: where a team keeps its models. Credentials are never written here;
+/// they come from the store's standard chain (`AWS_*` variables, `~/.aws` profiles, instance
+/// metadata; `GOOGLE_*`, `AZURE_*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// `s3://bucket/prefix`, `gs://...`, `az://...`, `file:///path`, or read-only
+    /// `https://host/path` (`PORTEN_MIRROR`, `--mirror`). None: no mirror.
+    pub url: Option<String>,
+    /// `object_store` options for the URL's kind of store, such as `endpoint`, `region` and
+    /// `allow_http = "true"` for an S3-compatible server on plain HTTP (only when asked).
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Range requests (or upload parts) in flight per blob.
+    pub concurrency: usize,
+    /// MiB per range request and per upload part.
+    pub part_size_mb: u64,
+    /// Retries of a failed request before the transfer stops (`PORTEN_MIRROR_RETRIES`); a
+    /// stopped pull resumes where it stopped.
+    pub retries: usize,
+    /// Seconds one request keeps being retried.
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        let defaults = porten_storage::MirrorSettings::new("");
+        Self {
+            url: None,
+            options: Default::default(),
+            concurrency: defaults.concurrency,
+            part_size_mb: defaults.part_size >> 20,
+            retries: defaults.retries,
+            retry_timeout_secs: defaults.retry_timeout.as_secs(),
+        }
+    }
+}
+
+impl MirrorConfig {
+    /// The settings the storage crate opens a mirror with; `None` without a URL.
+    pub fn settings(&self) -> Option<porten_storage::MirrorSettings> {
+        let url = self.url.clone().filter(|u| !u.is_empty())?;
+        Some(porten_storage::MirrorSettings {
+            options: self.options.clone().into_iter().collect(),
+            concurrency: self.concurrency,
+            part_size: self.part_size_mb << 20,
+            retries: self.retries,
+            retry_timeout: std::time::Duration::from_secs(self.retry_timeout_secs),
+            ..porten_storage::MirrorSettings::new(url)
+        })
+    }
 }
 
 /// The `[telemetry]` table.
@@ -94,6 +148,8 @@ pub struct Overrides {
     pub keep_alive: Option<KeepAlive>,
     /// `--no-metrics`.
     pub no_metrics: bool,
+    /// `--mirror`.
+    pub mirror: Option<String>,
 }
 
 /// Reads a `PORTEN_*` variable; the binary passes `std::env::var`, tests a map.
@@ -168,6 +224,14 @@ impl Config {
                 _ => bail!("PORTEN_METRICS=`{metrics}` must be on or off"),
             };
         }
+        if let Some(url) = env("PORTEN_MIRROR").filter(|v| !v.is_empty()) {
+            self.mirror.url = Some(url);
+        }
+        if let Some(n) = env("PORTEN_MIRROR_RETRIES").filter(|v| !v.is_empty()) {
+            self.mirror.retries = n
+                .parse()
+                .with_context(|| format!("PORTEN_MIRROR_RETRIES=`{n}` is not a whole number"))?;
+        }
         if let Some(max) = env("PORTEN_MAX_BODY_BYTES").filter(|v| !v.is_empty()) {
             self.server.max_body_bytes = max.parse().with_context(|| {
                 format!("PORTEN_MAX_BODY_BYTES=`{max}` is not a number of bytes")
@@ -198,6 +262,9 @@ impl Config {
         if o.no_metrics {
             self.telemetry.prometheus = false;
         }
+        if let Some(url) = &o.mirror {
+            self.mirror.url = Some(url.clone());
+        }
         for model in &o.models {
             self.models.retain(|m| m.id != model.id);
             self.models.push(model.clone());
@@ -215,6 +282,9 @@ impl Config {
         }
         if self.memory.budget_mb == Some(0) {
             bail!("the memory budget (PORTEN_VRAM_BUDGET_MB) must be at least 1 MiB");
+        }
+        if self.mirror.concurrency == 0 || self.mirror.part_size_mb == 0 {
+            bail!("[mirror] concurrency and part_size_mb must be at least 1");
         }
         Ok(())
     }

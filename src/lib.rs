@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod fit;
+pub mod mirror_cmd;
 pub mod progress;
 pub mod serve;
 pub mod sizing;

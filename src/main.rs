@@ -3,8 +3,8 @@
 use clap::Parser;
 use porten::cli::{Cli, Command};
 use porten::config::Config;
-use porten::store_cmd;
 use porten::telemetry::Telemetry;
+use porten::{mirror_cmd, store_cmd};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,7 +37,39 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
                 store_cmd::import(&store, &a.path, a.name.as_deref(), a.copy)
             })
         }
-        Command::Ls(common) => store_cmd::ls(&*store_of(&common)?),
+        Command::Ls(a) if a.remote => {
+            let config = load(&a.common.overrides())?;
+            let (store, mirror) = (
+                store_cmd::open_store(&config)?,
+                mirror_cmd::open_mirror(&config)?,
+            );
+            mirror_cmd::list(&store, &mirror, None).await
+        }
+        Command::Ls(a) => store_cmd::ls(&*store_of(&a.common)?),
+        Command::Search(a) => {
+            let config = load(&a.common.overrides())?;
+            let (store, mirror) = (
+                store_cmd::open_store(&config)?,
+                mirror_cmd::open_mirror(&config)?,
+            );
+            mirror_cmd::list(&store, &mirror, a.query.as_deref()).await
+        }
+        Command::Pull(a) => {
+            let config = load(&a.common.overrides())?;
+            let (store, mirror) = (
+                store_cmd::open_store(&config)?,
+                mirror_cmd::open_mirror(&config)?,
+            );
+            mirror_cmd::pull(&store, &mirror, &a.name).await
+        }
+        Command::Push(a) => {
+            let config = load(&a.common.overrides())?;
+            let (store, mirror) = (
+                store_cmd::open_store(&config)?,
+                mirror_cmd::open_mirror(&config)?,
+            );
+            mirror_cmd::push(&store, &mirror, &a.name).await
+        }
         Command::Show(a) => store_cmd::show(&*store_of(&a.common)?, &a.name),
         Command::Rm(a) => store_cmd::rm(&*store_of(&a.common)?, &a.name, a.force),
         Command::Pin(a) => store_cmd::pin(&*store_of(&a.common)?, &a.name, true),

@@ -1,17 +1,18 @@
 //! `porten serve`: resolve models, bind, announce the address, load, serve until a signal.
 
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use opentelemetry::metrics::ObservableGauge;
-use porten_proxy::config::ModelSpec;
+use porten_proxy::config::{ModelFormat, ModelSpec};
 use porten_proxy::http::MetricsText;
 use porten_proxy::models::{ModelRegistry, Preflight, Residency};
 use porten_proxy::residency::{Device, ModelShape};
 use porten_proxy::BoundServer;
-use porten_storage::{Checkout, DiskUsage, ModelRef, Store, DEFAULT_TAG};
+use porten_storage::{
+    Checkout, DiskUsage, Manifest, Mirror, ModelRef, NoProgress, Store, WeightFormat, DEFAULT_TAG,
+};
 
 use crate::config::Config;
 use crate::sizing::{memory_budget, shape_of};
@@ -21,6 +22,8 @@ use crate::sizing::{memory_budget, shape_of};
 pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
     let store = crate::store_cmd::open_store(&config)?;
     let _store_gauges = store_gauges(&store);
+    let mirror = config.mirror.settings().map(Mirror::open).transpose()?;
+    let remote = choose_models(&store, mirror.as_ref(), &mut config).await?;
     let checkouts = tokio::task::block_in_place(|| checkout_store_models(&store, &mut config))?;
     let device = Device::of_this_build();
     let (budget, budget_source) = memory_budget(&config, device);
@@ -35,8 +38,14 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
         budget,
         keep_alive: config.memory.keep_alive,
         device,
-        shapes: shapes_of(&config.models, &checkouts, device),
-        preflight: Some(verify_before_load(checkouts)),
+        shapes: shapes_of(&config.models, &checkouts, &remote, device),
+        fetched_on_load: remote.keys().cloned().collect(),
+        preflight: Some(prepare_before_load(
+            store.clone(),
+            mirror,
+            remote,
+            checkouts,
+        )),
         ..Residency::default()
     };
     // Every model path is checked before the port is taken: a typo is a start-up error.
@@ -99,31 +108,110 @@ fn store_gauges(store: &Arc<Store>) -> Vec<ObservableGauge<u64>> {
     ]
 }
 
+/// Settles which models are served. With none configured: every model in the store, under its
+/// name (`smollm2`, or `name:tag` for tags other than `latest`), and every model in the mirror
+/// that the store lacks. A configured store model that is not in the store must be in the
+/// mirror. Returns the mirror's manifests of the models to pull on first use, by id, with their
+/// specs pointed at where the pull will put them.
+async fn choose_models(
+    store: &Arc<Store>,
+    mirror: Option<&Mirror>,
+    config: &mut Config,
+) -> anyhow::Result<HashMap<String, Manifest>> {
+    let id_of = |model: &ModelRef| {
+        if model.tag == DEFAULT_TAG {
+            model.name.clone()
+        } else {
+            model.to_string()
+        }
+    };
+    let mut remote = HashMap::new();
+    if config.models.is_empty() {
+        let local = tokio::task::block_in_place(|| store.list())?;
+        for summary in &local {
+            config
+                .models
+                .push(ModelSpec::new(id_of(&summary.manifest.model), ""));
+        }
+        if let Some(mirror) = mirror {
+            match mirror.list().await {
+                Ok(models) => {
+                    for manifest in models {
+                        if !local.iter().any(|l| l.manifest.model == manifest.model) {
+                            remote.insert(id_of(&manifest.model), manifest);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the mirror; serving the store's models only")
+                }
+            }
+        }
+        if config.models.is_empty() && remote.is_empty() {
+            bail!(
+                "no models to serve: import one (`porten import FILE --name NAME`), pull one \
+                 from a mirror, add [[models]] to the configuration file, or pass --model ID=PATH"
+            );
+        }
+        for id in remote.keys() {
+            config.models.push(ModelSpec::new(id.clone(), ""));
+        }
+    } else if let Some(mirror) = mirror {
+        for spec in config
+            .models
+            .iter()
+            .filter(|s| s.path.as_os_str().is_empty())
+        {
+            let model = ModelRef::parse(&spec.id)?;
+            if matches!(
+                store.manifest(&model),
+                Err(porten_storage::Error::ModelNotFound(_))
+            ) {
+                let manifest = mirror
+                    .manifest(&model)
+                    .await
+                    .with_context(|| format!("model `{}` is not in the store", spec.id))?;
+                remote.insert(spec.id.clone(), manifest);
+            }
+        }
+    }
+    for spec in config.models.iter_mut() {
+        if let Some(manifest) = remote.get(&spec.id) {
+            point_at_pull_target(spec, store, manifest)?;
+        }
+    }
+    Ok(remote)
+}
+
+/// Where a model pulled on first use will be: its materialized directory (its `.gguf` file,
+/// for GGUF), in the manifest's format.
+fn point_at_pull_target(
+    spec: &mut ModelSpec,
+    store: &Store,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let dir = store.layout().materialized(&manifest.model);
+    (spec.path, spec.format) = match manifest.metadata.format {
+        WeightFormat::Gguf => {
+            let gguf = manifest
+                .files
+                .iter()
+                .find(|f| f.path.ends_with(".gguf"))
+                .with_context(|| format!("the mirror's `{}` lists no .gguf file", spec.id))?;
+            (dir.join(&gguf.path), ModelFormat::Gguf)
+        }
+        WeightFormat::Safetensors => (dir, ModelFormat::Safetensors),
+        WeightFormat::Embedding => (dir, ModelFormat::Embedding),
+    };
+    Ok(())
+}
+
 /// Points every store model (a spec without a path) at its materialized directory, leasing it for
-/// the life of the process so that nothing evicts it. With no models configured at all, every
-/// model in the store is served, under its name (`smollm2`, or `name:tag` for tags other than
-/// `latest`).
+/// the life of the process so that nothing evicts it.
 fn checkout_store_models(
     store: &Arc<Store>,
     config: &mut Config,
 ) -> anyhow::Result<HashMap<String, Checkout>> {
-    if config.models.is_empty() {
-        for summary in store.list()? {
-            let model = &summary.manifest.model;
-            let id = if model.tag == DEFAULT_TAG {
-                model.name.clone()
-            } else {
-                model.to_string()
-            };
-            config.models.push(ModelSpec::new(id, ""));
-        }
-        if config.models.is_empty() {
-            bail!(
-                "no models to serve: import one (`porten import FILE --name NAME`), add [[models]] \
-                 to the configuration file, or pass --model ID=PATH"
-            );
-        }
-    }
     let mut checkouts = HashMap::new();
     for spec in config
         .models
@@ -145,13 +233,15 @@ fn checkout_store_models(
 fn shapes_of(
     specs: &[ModelSpec],
     checkouts: &HashMap<String, Checkout>,
+    remote: &HashMap<String, Manifest>,
     device: Device,
 ) -> HashMap<String, ModelShape> {
     let mut shapes = HashMap::new();
     for spec in specs {
-        let metadata = match checkouts.get(&spec.id) {
-            Some(checkout) => Ok(checkout.manifest().metadata.clone()),
-            None => porten_storage::metadata::read_path(&spec.path),
+        let metadata = match (checkouts.get(&spec.id), remote.get(&spec.id)) {
+            (Some(checkout), _) => Ok(checkout.manifest().metadata.clone()),
+            (None, Some(manifest)) => Ok(manifest.metadata.clone()),
+            (None, None) => porten_storage::metadata::read_path(&spec.path),
         };
         match metadata {
             Ok(meta) => {
@@ -167,13 +257,38 @@ fn shapes_of(
     shapes
 }
 
-/// Rehashes a store model's blobs just before it loads: a corrupt blob fails that model (and is
-/// quarantined), never the server.
-fn verify_before_load(checkouts: HashMap<String, Checkout>) -> Preflight {
-    Arc::new(move |spec: &ModelSpec| match checkouts.get(&spec.id) {
-        Some(checkout) => checkout.verify().map_err(|e| e.to_string()),
-        None => Ok(()),
+/// Just before a store model loads: pulls it from the mirror if it is not in the store yet
+/// (the request that caused the load waits; the scheduler runs one load per model at a time, so
+/// concurrent requests share the pull), then rehashes its blobs, so that a corrupt blob fails
+/// that model (and is quarantined), never the server.
+fn prepare_before_load(
+    store: Arc<Store>,
+    mirror: Option<Mirror>,
+    remote: HashMap<String, Manifest>,
+    checkouts: HashMap<String, Checkout>,
+) -> Preflight {
+    let checkouts = Mutex::new(checkouts);
+    Arc::new(move |spec: &ModelSpec| {
+        let held = |id: &str| lock(&checkouts).contains_key(id);
+        if let (Some(manifest), Some(mirror)) = (remote.get(&spec.id), &mirror) {
+            if !held(&spec.id) {
+                let model = &manifest.model;
+                tokio::runtime::Handle::current()
+                    .block_on(mirror.pull(&store, model, &NoProgress))
+                    .map_err(|e| format!("cannot pull `{model}` from the mirror: {e}"))?;
+                let checkout = store.prepare(model).map_err(|e| e.to_string())?;
+                lock(&checkouts).insert(spec.id.clone(), checkout);
+            }
+        }
+        match lock(&checkouts).get(&spec.id) {
+            Some(checkout) => checkout.verify().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn shutdown_signal() {

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::fixtures::write_tiny_chat_model;
+use support::fixtures::{big_gguf, flip_a_byte, write_tiny_chat_model};
 use support::http::post_json;
 use support::server::Porten;
 
@@ -120,43 +120,12 @@ fn serve_loads_models_by_store_name_and_a_corrupt_one_fails_alone() {
     );
 }
 
-fn flip_a_byte(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[100] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// A GGUF file big enough that an import takes a while: a valid header, then `mib` MiB of noise.
-fn big_gguf(path: &Path, mib: usize) {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(b"GGUF");
-    bytes.extend_from_slice(&3u32.to_le_bytes());
-    bytes.extend_from_slice(&0u64.to_le_bytes());
-    bytes.extend_from_slice(&1u64.to_le_bytes());
-    let key = b"general.architecture";
-    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(key);
-    bytes.extend_from_slice(&8u32.to_le_bytes());
-    bytes.extend_from_slice(&5u64.to_le_bytes());
-    bytes.extend_from_slice(b"llama");
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    bytes.extend((0..mib << 20).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u8
-    }));
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn kill_9_at_any_moment_of_an_import_leaves_nothing_half_written() {
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
     let file = work.path().join("big.gguf");
-    big_gguf(&file, 64);
+    big_gguf(&file, 64, 0);
     let file = file.to_str().unwrap();
     // How long one whole import takes here, so the kills spread over all of it.
     let started = Instant::now();

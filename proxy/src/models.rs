@@ -1,7 +1,7 @@
 //! The models this process serves: each one's spec, memory estimate and admission door, and the
 //! residency scheduler that loads them with mistral.rs when they are asked for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,9 @@ use futures::FutureExt;
 
 use crate::admission::{Admission, Slot};
 use crate::config::ModelSpec;
-use crate::engine::{load_model, resolve_source, LoadedModel, ModelKind, ModelSource};
+use crate::engine::{
+    expected_source, load_model, resolve_source, LoadedModel, ModelKind, ModelSource,
+};
 use crate::residency::{
     self, estimate, memory, Device, KeepAlive, LeastRecentlyUsed, LoadSettings, Loaded,
     MemoryEstimate, ModelLoader, ModelPlan, ModelShape, PlacementPolicy, ResidencyStatus,
@@ -37,6 +39,10 @@ pub struct Residency {
     pub policy: Arc<dyn PlacementPolicy>,
     /// Runs before each load.
     pub preflight: Option<Preflight>,
+    /// Models whose files the preflight brings (pulled from a mirror on first use): their
+    /// paths are checked when they load, not at start. Their specs name an explicit format, and
+    /// a GGUF one its file.
+    pub fetched_on_load: HashSet<String>,
 }
 
 impl Default for Residency {
@@ -48,6 +54,7 @@ impl Default for Residency {
             shapes: HashMap::new(),
             policy: Arc::new(LeastRecentlyUsed),
             preflight: None,
+            fetched_on_load: HashSet::new(),
         }
     }
 }
@@ -61,6 +68,8 @@ pub struct ModelSlot {
     /// How its estimate was made.
     pub load_settings: LoadSettings,
     source: ModelSource,
+    /// Its files appear only after the preflight: resolve the source again then.
+    fetched_on_load: bool,
     admission: Admission,
 }
 
@@ -109,7 +118,12 @@ impl ModelRegistry {
         let mut plans = Vec::new();
         for spec in specs {
             spec.validate()?;
-            let source = resolve_source(spec)?;
+            let fetched_on_load = residency.fetched_on_load.contains(&spec.id);
+            let source = if fetched_on_load {
+                expected_source(spec)?
+            } else {
+                resolve_source(spec)?
+            };
             let shape = match residency.shapes.get(&spec.id) {
                 Some(shape) => shape.clone(),
                 None => shape_from_file_sizes(&source),
@@ -130,6 +144,7 @@ impl ModelRegistry {
                 estimate,
                 load_settings,
                 source,
+                fetched_on_load,
                 admission: Admission::new(spec.max_concurrency, spec.max_queue),
             };
             if slots.insert(spec.id.clone(), Arc::new(slot)).is_some() {
@@ -270,7 +285,9 @@ impl ModelLoader<LoadedModel> for MistralLoader {
         async move {
             if let Some(check) = preflight {
                 let spec = slot.spec.clone();
-                tokio::task::spawn_blocking(move || check(&spec))
+                // Under the load's span, so that what the check does (a pull) is traced there.
+                let span = tracing::Span::current();
+                tokio::task::spawn_blocking(move || span.in_scope(|| check(&spec)))
                     .await
                     .unwrap_or_else(|e| Err(format!("preflight panicked: {e}")))
                     .inspect_err(|reason| {
@@ -280,7 +297,12 @@ impl ModelLoader<LoadedModel> for MistralLoader {
             // The last unload trimmed the heap already.
             let before = memory::resident_bytes();
             let started = std::time::Instant::now();
-            let model = load_model(&slot.spec, &slot.source).await.map_err(|e| {
+            let source = if slot.fetched_on_load {
+                resolve_source(&slot.spec).map_err(|e| e.to_string())?
+            } else {
+                slot.source.clone()
+            };
+            let model = load_model(&slot.spec, &source).await.map_err(|e| {
                 tracing::error!(model = %slot.spec.id, error = %e, "model failed to load");
                 e.to_string()
             })?;

@@ -78,6 +78,56 @@ pub enum Error {
         /// The parse error.
         reason: String,
     },
+    /// The mirror URL or its options cannot be used.
+    #[error("mirror configuration: {0}")]
+    MirrorConfig(String),
+    /// The mirror failed an operation (after retries, for failures that retrying can cure).
+    #[error("mirror {mirror}: cannot {action} {key}: {reason}")]
+    Mirror {
+        /// The mirror's URL.
+        mirror: String,
+        /// What porten was doing (`read`, `upload`, `list`...).
+        action: &'static str,
+        /// The object.
+        key: String,
+        /// What the mirror or the network said.
+        reason: String,
+    },
+    /// The mirror has no manifest under that name.
+    #[error("no model `{model}` in the mirror {mirror} (see `porten ls --remote`)")]
+    NotInMirror {
+        /// The model asked for.
+        model: String,
+        /// The mirror's URL.
+        mirror: String,
+    },
+    /// Bytes from the mirror that do not hash to the blob's name. Nothing was stored.
+    #[error(
+        "blob {blake3} from the mirror {mirror} is corrupt (its bytes hash to {actual}); \
+         nothing was stored"
+    )]
+    MirrorCorrupt {
+        /// The mirror's URL.
+        mirror: String,
+        /// The name (expected hash).
+        blake3: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// A manifest in the mirror that porten will not use.
+    #[error("the mirror's manifest for `{model}` is unusable: {reason}")]
+    BadMirrorManifest {
+        /// The model.
+        model: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another push changed the model's manifest in the mirror while this one ran.
+    #[error("the mirror's manifest for `{model}` changed during this push; push again")]
+    PushConflict {
+        /// The model.
+        model: String,
+    },
     /// A filesystem error, with the path it happened on.
     #[error("{action} {path}: {source}")]
     Io {
@@ -94,7 +144,10 @@ impl Error {
     /// Whether trying the same operation again later can succeed (room may free up, a loaded model
     /// may be unloaded); a corrupt blob or a bad name stays that way.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::NoRoom { .. } | Error::ModelBusy { .. })
+        matches!(
+            self,
+            Error::NoRoom { .. } | Error::ModelBusy { .. } | Error::Mirror { .. }
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! <root>/models-v1/<name>/<tag>/...             links into blobs-v1 that engines load from
 //! <root>/tmp-v1/<session>/                      one per running process: lock, books, temp files
 //! <root>/quarantine-v1/<blake3>.<unix-ms>       corrupt blobs, kept for inspection
+//! <root>/partial-v1/<blake3>                    a download in progress (or interrupted: resumed)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -78,14 +79,26 @@ impl Layout {
         self.root.join("quarantine-v1")
     }
 
+    /// Parent of the partial downloads.
+    pub fn partials_dir(&self) -> PathBuf {
+        self.root.join("partial-v1")
+    }
+
+    /// Where a download of blob `id` writes until it is complete and verified. It outlives the
+    /// process that started it, so that the next pull resumes from it.
+    pub fn partial(&self, id: &BlobId) -> PathBuf {
+        self.partials_dir().join(id.hex())
+    }
+
     /// Every directory the store needs, created on open.
-    pub fn dirs(&self) -> [PathBuf; 5] {
+    pub fn dirs(&self) -> [PathBuf; 6] {
         [
             self.blobs_dir(),
             self.manifests_dir(),
             self.root.join("models-v1"),
             self.sessions_dir(),
             self.quarantine_dir(),
+            self.partials_dir(),
         ]
     }
 }

@@ -25,6 +25,7 @@ pub mod hash;
 pub mod layout;
 pub mod manifest;
 pub mod metadata;
+pub mod mirror;
 mod name;
 mod session;
 pub mod source;
@@ -36,6 +37,7 @@ pub use eviction::{EvictionCandidate, EvictionPolicy, EvictionRequest, LeastRece
 pub use hash::BlobId;
 pub use manifest::{FileEntry, Manifest};
 pub use metadata::{ModelMetadata, WeightFormat};
+pub use mirror::{Mirror, MirrorSettings, PullReport, PushReport};
 pub use name::{ModelRef, DEFAULT_TAG};
 pub use store::NoProgress;
 pub use store::{

@@ -231,3 +231,36 @@ pub fn write_tiny_embedding_model(dir: &Path) {
 
 /// The width of the tiny embedding model's vectors.
 pub const EMBEDDING_DIM: usize = HIDDEN;
+
+/// A GGUF file as big as a test needs: a valid header, then `mib` MiB of noise drawn from `seed`
+/// (two seeds, two different files).
+pub fn big_gguf(path: &Path, mib: usize, seed: u64) {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"GGUF");
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    let key = b"general.architecture";
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&8u32.to_le_bytes());
+    bytes.extend_from_slice(&5u64.to_le_bytes());
+    bytes.extend_from_slice(b"llama");
+    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    bytes.extend((0..mib << 20).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Flips one bit of a file (a blob in the store is read-only: made writable first).
+pub fn flip_a_byte(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}

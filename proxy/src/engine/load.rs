@@ -62,6 +62,34 @@ pub fn resolve_source(spec: &ModelSpec) -> Result<ModelSource> {
     }
 }
 
+/// The source `spec` will have once its files are there, for a model fetched on first use:
+/// nothing is checked on disk, so the spec must name its format (and a GGUF spec its file).
+pub fn expected_source(spec: &ModelSpec) -> Result<ModelSource> {
+    let path = spec.path.clone();
+    match spec.format {
+        ModelFormat::Gguf => {
+            let (Some(dir), Some(file)) =
+                (path.parent(), path.file_name().and_then(|f| f.to_str()))
+            else {
+                return Err(Error::Config(format!(
+                    "model `{}`: a GGUF model fetched on first use needs its file's path",
+                    spec.id
+                )));
+            };
+            Ok(ModelSource::Gguf {
+                dir: dir.to_path_buf(),
+                file: file.to_string(),
+            })
+        }
+        ModelFormat::Safetensors => Ok(ModelSource::Safetensors(path)),
+        ModelFormat::Embedding => Ok(ModelSource::Embedding(path)),
+        ModelFormat::Auto => Err(Error::Config(format!(
+            "model `{}`: a model fetched on first use needs an explicit format",
+            spec.id
+        ))),
+    }
+}
+
 fn detect_format(path: &Path) -> std::result::Result<ModelFormat, String> {
     if path.is_file() {
         return Ok(ModelFormat::Gguf);

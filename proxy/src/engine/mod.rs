@@ -12,7 +12,7 @@ use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, Sa
 use tokio::sync::mpsc;
 
 pub use chat_request::{chat_job, ChatJob};
-pub use load::{load_model, resolve_source, ModelSource};
+pub use load::{expected_source, load_model, resolve_source, ModelSource};
 pub use output::{
     chat_chunk, chat_completion, completion_chunk_text, finish_reason, logprobs_json,
 };

@@ -37,23 +37,50 @@ impl Store {
         evict: bool,
         keep: Option<&ModelRef>,
     ) -> Result<(Reservation<'_>, BTreeSet<BlobId>)> {
+        self.reserve_protecting(blobs, extra, evict, keep, false)
+    }
+
+    /// [`Self::reserve`] for a download of `blobs` into `keep`, evicting to make room. The missing
+    /// blobs are protected too, which makes their partial downloads (see
+    /// [`crate::layout::Layout::partial`]) part of this reservation instead of stale leftovers.
+    pub fn reserve_download(
+        &self,
+        blobs: &[(BlobId, u64)],
+        keep: &ModelRef,
+    ) -> Result<(Reservation<'_>, BTreeSet<BlobId>)> {
+        self.reserve_protecting(blobs, 0, true, Some(keep), true)
+    }
+
+    fn reserve_protecting(
+        &self,
+        blobs: &[(BlobId, u64)],
+        extra: u64,
+        evict: bool,
+        keep: Option<&ModelRef>,
+        protect_missing: bool,
+    ) -> Result<(Reservation<'_>, BTreeSet<BlobId>)> {
         self.locked(|locked| {
             let distinct: std::collections::BTreeMap<BlobId, u64> = blobs.iter().copied().collect();
             let mut present = BTreeSet::new();
+            let mut protected = Vec::new();
             let mut needed = extra;
             for (id, size) in distinct {
                 if self.layout.blob(&id).is_file() {
                     present.insert(id);
+                    protected.push(id);
                 } else {
                     needed += size;
+                    if protect_missing {
+                        protected.push(id);
+                    }
                 }
             }
-            // Protect what is already here first, so that making room cannot delete it.
-            for id in &present {
+            // Protect first, so that making room cannot delete what this operation relies on.
+            for id in &protected {
                 *locked.own.protected.entry(*id).or_default() += 1;
             }
             if let Err(e) = locked.make_room(needed, evict, keep) {
-                for id in &present {
+                for id in &protected {
                     decrement(&mut locked.own.protected, id);
                 }
                 return Err(e);
@@ -63,7 +90,7 @@ impl Store {
                 Reservation {
                     store: self,
                     bytes: needed,
-                    protected: present.iter().copied().collect(),
+                    protected,
                 },
                 present,
             ))
@@ -103,12 +130,45 @@ impl Reservation<'_> {
         Ok(())
     }
 
-    /// Runs `f` under the store lock, before the reservation's protection ends: the place to
-    /// write the manifest that makes the protected blobs referenced.
-    pub(crate) fn finish<T>(self, f: impl FnOnce(&mut Locked<'_>) -> Result<T>) -> Result<T> {
-        let out = self.store.locked(f)?;
+    /// Writes `manifest` under the store lock, before the reservation's protection ends, which
+    /// makes the blobs it lists referenced. Every one of them must be in the store. The pin of a
+    /// model it replaces is kept, and blobs only the replaced manifest listed are deleted.
+    /// Returns the manifest as written.
+    pub fn install(
+        self,
+        mut manifest: crate::manifest::Manifest,
+    ) -> Result<crate::manifest::Manifest> {
+        let store = self.store;
+        let model = manifest.model.clone();
+        if let Some(file) = manifest
+            .files
+            .iter()
+            .find(|f| !store.layout.blob(&f.blake3).is_file())
+        {
+            return Err(Error::MissingBlob {
+                model: model.to_string(),
+                file: file.path.clone(),
+                blake3: file.blake3.hex(),
+            });
+        }
+        store.locked(|locked| {
+            let previous = store.manifest(&model).ok();
+            manifest.pinned |= previous.as_ref().is_some_and(|p| p.pinned);
+            store.write_manifest(&manifest)?;
+            crate::fsutil::remove_dir_if_present(&store.layout.materialized(&model))?;
+            // A replacement with different bytes leaves the old ones unreferenced.
+            if let Some(previous) = previous {
+                let on_disk: std::collections::BTreeMap<BlobId, u64> = previous
+                    .blobs()
+                    .into_iter()
+                    .filter(|(id, _)| store.layout.blob(id).is_file())
+                    .collect();
+                locked.delete_unreferenced(&on_disk)?;
+            }
+            Ok(())
+        })?;
         drop(self);
-        Ok(out)
+        Ok(manifest)
     }
 }
 
@@ -189,7 +249,8 @@ impl Locked<'_> {
             return Ok(());
         };
         let blobs = self.store.blobs_on_disk()?;
-        let used = blobs.values().sum::<u64>() + self.all.reserved;
+        let stale = self.stale_partials()?;
+        let used = blobs.values().sum::<u64>() + stale.values().sum::<u64>() + self.all.reserved;
         if used + needed <= budget {
             return Ok(());
         }
@@ -202,7 +263,8 @@ impl Locked<'_> {
             .filter(|(id, _)| !referenced.contains(id))
             .map(|(id, s)| (*id, *s))
             .collect();
-        let garbage_bytes: u64 = garbage.iter().map(|(_, s)| s).sum();
+        let garbage_bytes: u64 =
+            garbage.iter().map(|(_, s)| s).sum::<u64>() + stale.values().sum::<u64>();
         let mut candidates = self.candidates(&manifests, &refs);
         if let Some(keep) = keep {
             for c in candidates.iter_mut().filter(|c| &c.model == keep) {
@@ -234,6 +296,10 @@ impl Locked<'_> {
         };
         for (id, _) in &garbage {
             remove_file_if_present(&self.store.layout.blob(id))?;
+        }
+        // Interrupted downloads nobody is resuming go before any model does.
+        for id in stale.keys() {
+            remove_file_if_present(&self.store.layout.partial(id))?;
         }
         let _span = (!victims.is_empty())
             .then(|| tracing::info_span!("store.evict", models = victims.len(), needed).entered());
@@ -283,6 +349,17 @@ impl Locked<'_> {
             "eviction policy gave an unusable answer; the built-in LRU policy decides"
         );
         take_until_freed(refs, &LeastRecentlyUsed.choose(&request), needed)
+    }
+
+    /// Partial downloads that no live process protects: interrupted pulls, kept for a resume
+    /// but counted against the budget and the first bytes freed when room is short. (A
+    /// protected partial is inside its pull's reservation.)
+    pub(crate) fn stale_partials(&self) -> Result<std::collections::BTreeMap<BlobId, u64>> {
+        let mut protected = self.all.protected_set();
+        protected.extend(self.own.protected.keys().copied());
+        let mut partials = self.store.partials_on_disk()?;
+        partials.retain(|id, _| !protected.contains(id));
+        Ok(partials)
     }
 
     /// Deletes blobs (of `on_disk`) that no manifest lists and nothing protects. Returns bytes freed.

@@ -2,7 +2,6 @@
 //! the blob store, then write the manifest. Until the manifest is written nothing refers to the
 //! new blobs, and a crash leaves only temp files that the next start removes.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -168,7 +167,6 @@ impl Store {
         progress.phase_done();
 
         let now = now_ms();
-        let previous = self.manifest(model).ok();
         let manifest = Manifest {
             schema: SCHEMA,
             model: model.clone(),
@@ -177,22 +175,9 @@ impl Store {
             source: Some(path.display().to_string()),
             created_ms: now,
             last_used_ms: now,
-            pinned: previous.as_ref().is_some_and(|p| p.pinned),
+            pinned: false,
         };
-        reservation.finish(|locked| {
-            self.write_manifest(&manifest)?;
-            crate::fsutil::remove_dir_if_present(&self.layout.materialized(model))?;
-            // A re-import with different bytes leaves the old ones unreferenced.
-            if let Some(previous) = previous {
-                let on_disk: BTreeMap<BlobId, u64> = previous
-                    .blobs()
-                    .into_iter()
-                    .filter(|(id, _)| self.layout.blob(id).is_file())
-                    .collect();
-                locked.delete_unreferenced(&on_disk)?;
-            }
-            Ok(())
-        })?;
+        let manifest = reservation.install(manifest)?;
         tracing::info!(model = %model, files = outcomes.len(), "imported");
         Ok(ImportReport {
             manifest,

@@ -26,7 +26,7 @@ pub struct ModelSummary {
 pub struct GcReport {
     /// Blobs no manifest listed.
     pub blobs_removed: usize,
-    /// Their bytes.
+    /// Their bytes, with those of interrupted downloads removed.
     pub bytes_freed: u64,
     /// Materialized directories of models that are gone.
     pub stale_links_removed: usize,
@@ -67,11 +67,12 @@ pub struct VerifyReport {
 pub struct DiskUsage {
     /// The budget, if any.
     pub budget: Option<u64>,
-    /// Bytes of blobs on disk.
+    /// Bytes of blobs on disk, and of interrupted downloads (a download in progress counts in
+    /// `reserved` instead).
     pub used: u64,
     /// Bytes reserved by writes in flight.
     pub reserved: u64,
-    /// Bytes of blobs nothing refers to (`gc` frees them).
+    /// Bytes of blobs nothing refers to and of interrupted downloads (`gc` frees them).
     pub garbage: u64,
     /// Bytes eviction could free (unpinned, unloaded models), garbage included.
     pub reclaimable: u64,
@@ -140,7 +141,11 @@ impl Store {
         self.locked(|locked| {
             let on_disk = self.blobs_on_disk()?;
             let before = on_disk.len();
-            let bytes_freed = locked.delete_unreferenced(&on_disk)?;
+            let mut bytes_freed = locked.delete_unreferenced(&on_disk)?;
+            for (id, size) in locked.stale_partials()? {
+                crate::fsutil::remove_file_if_present(&self.layout.partial(&id))?;
+                bytes_freed += size;
+            }
             let blobs_removed = before - self.blobs_on_disk()?.len();
             let models: BTreeSet<ModelRef> = self.manifests()?.into_keys().collect();
             let mut stale_links_removed = 0;
@@ -246,11 +251,13 @@ impl Store {
             let manifests = self.manifests()?;
             let refs = locked.references_of(&manifests);
             let referenced = refs.referenced();
-            let garbage: u64 = on_disk
-                .iter()
-                .filter(|(id, _)| !referenced.contains(id))
-                .map(|(_, s)| s)
-                .sum();
+            let stale: u64 = locked.stale_partials()?.values().sum();
+            let garbage: u64 = stale
+                + on_disk
+                    .iter()
+                    .filter(|(id, _)| !referenced.contains(id))
+                    .map(|(_, s)| s)
+                    .sum::<u64>();
             let evictable: BTreeSet<ModelRef> = locked
                 .candidates(&manifests, &refs)
                 .into_iter()
@@ -259,7 +266,7 @@ impl Store {
                 .collect();
             Ok(DiskUsage {
                 budget: self.budget(),
-                used: on_disk.values().sum(),
+                used: on_disk.values().sum::<u64>() + stale,
                 reserved: locked.all.reserved,
                 garbage,
                 reclaimable: garbage + refs.freed_by(&evictable),

@@ -274,6 +274,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every partial download on disk with its length so far.
+    pub(crate) fn partials_on_disk(&self) -> Result<BTreeMap<BlobId, u64>> {
+        let dir = self.layout.partials_dir();
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).io("cannot read", &dir)?.flatten() {
+            let id = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            if let (Some(id), Ok(meta)) = (id, entry.metadata()) {
+                out.insert(id, meta.len());
+            }
+        }
+        Ok(out)
+    }
+
     /// Hashes a source file, once per identity (concurrent callers for the same file wait for the
     /// first instead of reading it again).
     pub(crate) fn hash_source(&self, path: &Path, identity: FileIdentity) -> Result<BlobId> {

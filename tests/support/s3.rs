@@ -1,0 +1,178 @@
+//! A real S3-compatible server for the mirror tests: moto (`moto_server`, installed into .venv
+//! by `scripts/setup-test-deps.sh`) on 127.0.0.1, and a proxy in front of it that answers 5xx
+//! for a while, the one fault moto cannot be asked to produce.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::http;
+
+/// A running moto server, killed when dropped. Its objects live in its memory.
+pub struct Moto {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl Moto {
+    /// Starts moto on a free port.
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    /// Starts moto on `port` and waits until it answers.
+    pub fn start_on(port: u16) -> Self {
+        let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        assert!(
+            binary.exists(),
+            "{} is missing: run scripts/setup-test-deps.sh",
+            binary.display()
+        );
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) {
+        let answer = http::send(self.addr, "PUT", &format!("/{name}"), &[], b"");
+        assert_eq!(answer.status, 200, "create bucket: {}", answer.text());
+    }
+
+    /// SIGKILLs the server: every object is gone with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The environment a client uses to reach it: the standard AWS variables, with plain HTTP
+    /// allowed since it is asked for.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env_via(self.addr)
+    }
+
+    /// [`Self::env`], but reaching the server through `endpoint` (a proxy).
+    pub fn env_via(&self, endpoint: SocketAddr) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", format!("http://{endpoint}")),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// An `object_store` client for bucket `bucket`, for a test to read or tamper with objects.
+    pub fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(format!("http://{}", self.addr))
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy whose first `failures` connections get a 503 or 500 answer (alternating) and are
+/// closed; the rest are passed through to `upstream` byte for byte.
+pub struct FlakyProxy {
+    pub addr: SocketAddr,
+    failed: Arc<AtomicUsize>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: SocketAddr, failures: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let failed = Arc::new(AtomicUsize::new(0));
+        let count = failed.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let n = count.load(Ordering::SeqCst);
+                if n < failures {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let status = if n % 2 == 0 {
+                        "503 Service Unavailable"
+                    } else {
+                        "500 Internal Server Error"
+                    };
+                    answer_and_close(client, status);
+                } else {
+                    std::thread::spawn(move || pass_through(client, upstream));
+                }
+            }
+        });
+        FlakyProxy { addr, failed }
+    }
+
+    /// Connections answered with an error so far.
+    pub fn failures_served(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+fn answer_and_close(mut client: TcpStream, status: &str) {
+    // Read the request head, so the client sees an answer rather than a reset.
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    let _ = client.write_all(
+        format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes(),
+    );
+}
+
+fn pass_through(client: TcpStream, upstream: SocketAddr) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut s_read, mut c_write) = (server, client);
+    let _ = std::io::copy(&mut s_read, &mut c_write);
+    let _ = c_write.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+}
