@@ -400,3 +400,33 @@ fn broken_sources_are_refused_without_touching_the_store() {
     assert!(blob_files(&root).is_empty());
     assert!(store.list().unwrap().is_empty());
 }
+
+/// An interrupted download's partial file counts against the budget and is the first thing
+/// freed when room is short; while a pull's reservation protects it, it is part of that
+/// reservation instead (counted once), and `gc` leaves it alone.
+#[test]
+fn partial_downloads_count_in_the_budget_once_and_stale_ones_go_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = open_store(&root, Some(50_000));
+    let id: porten_storage::BlobId = blake3::hash(b"some blob").into();
+    let partial = store.layout().partial(&id);
+    std::fs::write(&partial, vec![7u8; 30_000]).unwrap();
+    let usage = store.disk_usage().unwrap();
+    assert_eq!((usage.used, usage.garbage), (30_000, 30_000));
+
+    // A pull resuming it reserves the whole blob; the partial is inside that reservation.
+    let (held, present) = store.reserve_download(&[(id, 45_000)], &model("m")).unwrap();
+    assert!(present.is_empty());
+    let usage = store.disk_usage().unwrap();
+    assert_eq!((usage.used, usage.reserved), (0, 45_000));
+    assert_eq!(store.gc().unwrap().bytes_freed, 0);
+    assert!(partial.exists(), "gc must not take a protected partial");
+    drop(held);
+
+    // Stale again: an import that needs the room deletes it instead of failing.
+    let gguf = dir.path().join("m.gguf");
+    write_gguf(&gguf, &[1; 30_000]);
+    import(&store, &gguf, "m", ImportMode::Copy).unwrap();
+    assert!(!partial.exists());
+}
