@@ -260,7 +260,16 @@ fn a_corrupted_object_in_the_bucket_is_refused_and_nothing_corrupt_is_stored() {
 }
 
 #[test]
-fn a_download_cut_off_by_a_dead_server_resumes_where_it_stopped() {
+fn a_download_in_parallel_ranges_cut_off_by_a_dead_server_resumes_where_it_stopped() {
+    resume_after_the_server_dies(4);
+}
+
+#[test]
+fn a_streamed_download_cut_off_by_a_dead_server_resumes_where_it_stopped() {
+    resume_after_the_server_dies(1);
+}
+
+fn resume_after_the_server_dies(concurrency: usize) {
     let work = tempfile::tempdir().unwrap();
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     let (mut moto, env) = mirror_server();
@@ -273,14 +282,22 @@ fn a_download_cut_off_by_a_dead_server_resumes_where_it_stopped() {
     );
     ok(&a, &["push", "big"], &env);
     let size = std::fs::metadata(&big).unwrap().len();
-    // Small parts one at a time, and a short patience, so the cut lands mid-download.
+    // Small parts and a short patience.
     std::fs::create_dir_all(&b).unwrap();
     std::fs::write(
         b.join("porten.toml"),
-        "[mirror]\nconcurrency = 1\npart_size_mb = 1\nretries = 1\nretry_timeout_secs = 1\n",
+        format!(
+            "[mirror]\nconcurrency = {concurrency}\npart_size_mb = 1\nretries = 1\n\
+             retry_timeout_secs = 1\n"
+        ),
     )
     .unwrap();
-    let pull = command(&b, &["pull", "big"], &env)
+    // Through a proxy passing 32 MiB/s, so that the cut lands mid-download however busy the
+    // machine is.
+    let slow = FlakyProxy::start_throttled(moto.addr, 0, Some(32 << 20));
+    let mut via_slow = moto.env_via(slow.addr);
+    via_slow.push(("PORTEN_MIRROR".into(), MIRROR.into()));
+    let pull = command(&b, &["pull", "big"], &via_slow)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -329,14 +346,31 @@ fn a_server_answering_5xx_for_a_while_is_retried_through() {
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     let (moto, env) = mirror_server();
     let (tiny, _) = two_related_models(work.path());
+    let big = work.path().join("big.gguf");
+    big_gguf(&big, 6, 4);
     ok(&a, &["import", &tiny, "--name", "tiny"], &env);
+    ok(
+        &a,
+        &["import", big.to_str().unwrap(), "--name", "big"],
+        &env,
+    );
     ok(&a, &["push", "tiny"], &env);
-    let proxy = FlakyProxy::start(moto.addr, 4);
+    ok(&a, &["push", "big"], &env);
+    // Parallel 1 MiB ranges for `big`, so the failures land among them too.
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("porten.toml"),
+        "[mirror]\nconcurrency = 4\npart_size_mb = 1\n",
+    )
+    .unwrap();
+    let proxy = FlakyProxy::start(moto.addr, 12);
     let mut via_proxy = moto.env_via(proxy.addr);
     via_proxy.push(("PORTEN_MIRROR".into(), MIRROR.into()));
     let pulled = ok(&b, &["pull", "tiny"], &via_proxy);
     assert!(pulled.contains("4 blobs downloaded"), "{pulled}");
-    assert_eq!(proxy.failures_served(), 4);
+    let pulled = ok(&b, &["pull", "big"], &via_proxy);
+    assert!(pulled.contains("1 blobs downloaded"), "{pulled}");
+    assert_eq!(proxy.failures_served(), 12);
     assert!(ok(&b, &["verify"], &env).contains("0 problems"));
 }
 

@@ -416,7 +416,9 @@ fn partial_downloads_count_in_the_budget_once_and_stale_ones_go_first() {
     assert_eq!((usage.used, usage.garbage), (30_000, 30_000));
 
     // A pull resuming it reserves the whole blob; the partial is inside that reservation.
-    let (held, present) = store.reserve_download(&[(id, 45_000)], &model("m")).unwrap();
+    let (held, present) = store
+        .reserve_download(&[(id, 45_000)], &model("m"))
+        .unwrap();
     assert!(present.is_empty());
     let usage = store.disk_usage().unwrap();
     assert_eq!((usage.used, usage.reserved), (0, 45_000));

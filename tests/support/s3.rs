@@ -109,8 +109,9 @@ impl Drop for Moto {
     }
 }
 
-/// A TCP proxy whose first `failures` connections get a 503 or 500 answer (alternating) and are
-/// closed; the rest are passed through to `upstream` byte for byte.
+/// A TCP proxy that answers every other connection with a 503 or 500 (alternating) and closes
+/// it, until it has done so `failures` times; the other connections are passed through to
+/// `upstream` byte for byte.
 pub struct FlakyProxy {
     pub addr: SocketAddr,
     failed: Arc<AtomicUsize>,
@@ -118,14 +119,24 @@ pub struct FlakyProxy {
 
 impl FlakyProxy {
     pub fn start(upstream: SocketAddr, failures: usize) -> Self {
+        Self::start_throttled(upstream, failures, None)
+    }
+
+    /// [`Self::start`], passing answers on at no more than `bytes_per_sec`: a download that
+    /// lasts long enough for a test to act in the middle of it.
+    pub fn start_throttled(
+        upstream: SocketAddr,
+        failures: usize,
+        bytes_per_sec: Option<u64>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let failed = Arc::new(AtomicUsize::new(0));
         let count = failed.clone();
         std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
+            for (connection, client) in listener.incoming().flatten().enumerate() {
                 let n = count.load(Ordering::SeqCst);
-                if n < failures {
+                if n < failures && connection % 2 == 0 {
                     count.fetch_add(1, Ordering::SeqCst);
                     let status = if n % 2 == 0 {
                         "503 Service Unavailable"
@@ -134,7 +145,7 @@ impl FlakyProxy {
                     };
                     answer_and_close(client, status);
                 } else {
-                    std::thread::spawn(move || pass_through(client, upstream));
+                    std::thread::spawn(move || pass_through(client, upstream, bytes_per_sec));
                 }
             }
         });
@@ -162,7 +173,7 @@ fn answer_and_close(mut client: TcpStream, status: &str) {
     );
 }
 
-fn pass_through(client: TcpStream, upstream: SocketAddr) {
+fn pass_through(client: TcpStream, upstream: SocketAddr, bytes_per_sec: Option<u64>) {
     let Ok(server) = TcpStream::connect(upstream) else {
         return;
     };
@@ -172,7 +183,26 @@ fn pass_through(client: TcpStream, upstream: SocketAddr) {
         let _ = s_write.shutdown(std::net::Shutdown::Write);
     });
     let (mut s_read, mut c_write) = (server, client);
-    let _ = std::io::copy(&mut s_read, &mut c_write);
+    match bytes_per_sec {
+        None => {
+            let _ = std::io::copy(&mut s_read, &mut c_write);
+        }
+        Some(rate) => {
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut buffer = vec![0u8; 64 << 10];
+            while let Ok(n) = s_read.read(&mut buffer) {
+                if n == 0 || c_write.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
     let _ = c_write.shutdown(std::net::Shutdown::Write);
     let _ = up.join();
 }

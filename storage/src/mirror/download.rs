@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
+use tokio::sync::mpsc::Sender;
 
 use super::Mirror;
 use crate::error::IoContext;
@@ -104,8 +105,8 @@ impl Mirror {
         Ok(fetched)
     }
 
-    /// Keeps the first `start` bytes of the file, downloads the rest in parts, and returns the
-    /// blake3 of the whole.
+    /// Keeps the first `start` bytes of the file, downloads the rest, and returns the blake3 of
+    /// the whole.
     async fn write_from(
         &self,
         file: File,
@@ -115,7 +116,7 @@ impl Mirror {
         size: u64,
         progress: &dyn ImportProgress,
     ) -> Result<(File, BlobId)> {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let writer_path = path.to_path_buf();
         // Writing and hashing run on a blocking thread, in order, beside the downloads.
         let writer = tokio::task::spawn_blocking(move || -> Result<(File, blake3::Hasher)> {
@@ -139,44 +140,103 @@ impl Mirror {
             progress.advance(start);
             tracing::info!(blob = %id, resumed_bytes = start, "resuming an interrupted download");
         }
-        let parts = split(start..size, self.settings.part_size);
-        let mut downloads = futures::stream::iter(parts)
-            .map(|range| self.get_range(id, range))
-            .buffered(self.settings.concurrency);
-        let mut failure = None;
-        loop {
-            match downloads.try_next().await {
-                Ok(Some(part)) => {
-                    let len = part.len() as u64;
-                    if sender.send(part).await.is_err() {
-                        break; // The writer failed; its error is below.
-                    }
-                    progress.advance(len);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(downloads);
+        let settings = &self.settings;
+        let downloaded = if settings.concurrency == 1 || size - start <= settings.part_size {
+            self.stream_into(&sender, id, start..size, progress).await
+        } else {
+            self.parts_into(&sender, id, start..size, progress).await
+        };
         drop(sender);
         let written = writer.await.expect("the writer does not panic");
         // What was written before a failure stays: it is where the next pull resumes.
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        downloaded?;
         let (file, hasher) = written?;
         Ok((file, hasher.finalize().into()))
     }
 
-    /// One range of a blob, retried (with backoff, within the retry timeout) when the request
-    /// fails or the body comes back short.
+    /// `range` as parallel range requests of one part each, handed to the writer in order.
+    async fn parts_into(
+        &self,
+        writer: &Sender<Bytes>,
+        id: BlobId,
+        range: Range<u64>,
+        progress: &dyn ImportProgress,
+    ) -> Result<()> {
+        let parts = split(range, self.settings.part_size);
+        let mut downloads = futures::stream::iter(parts)
+            .map(|range| self.get_range(id, range))
+            .buffered(self.settings.concurrency);
+        while let Some(part) = downloads.try_next().await? {
+            let len = part.len() as u64;
+            if writer.send(part).await.is_err() {
+                return Ok(()); // The writer failed; its error is the one to report.
+            }
+            progress.advance(len);
+        }
+        Ok(())
+    }
+
+    /// `range` as one streamed request (`concurrency = 1`, or a range of one part), picked up
+    /// from where it broke off when the connection fails.
+    async fn stream_into(
+        &self,
+        writer: &Sender<Bytes>,
+        id: BlobId,
+        range: Range<u64>,
+        progress: &dyn ImportProgress,
+    ) -> Result<()> {
+        let key = self.blob_key(&id);
+        let mut patience = Patience::new();
+        let mut at = range.start;
+        while at < range.end {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(at..range.end)),
+                ..GetOptions::default()
+            };
+            let error = match self.objects.get_opts(&key, options).await {
+                Ok(found) => {
+                    let mut body = found.into_stream();
+                    let mut broke = None;
+                    while let Some(chunk) = body.next().await {
+                        match chunk {
+                            Ok(bytes) if at + bytes.len() as u64 > range.end => {
+                                broke = Some("the body is longer than the range asked for".into());
+                                break;
+                            }
+                            Ok(bytes) => {
+                                let len = bytes.len() as u64;
+                                if writer.send(bytes).await.is_err() {
+                                    return Ok(()); // The writer failed; its error is reported.
+                                }
+                                at += len;
+                                progress.advance(len);
+                                patience.progressed();
+                            }
+                            Err(e) => {
+                                broke = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    match broke {
+                        None if at == range.end => return Ok(()),
+                        None => format!("the body ended at byte {at} of {}", range.end),
+                        Some(reason) => reason,
+                    }
+                }
+                Err(e) if !transient(&e) => return Err(self.error("read", &key, e)),
+                Err(e) => e.to_string(),
+            };
+            self.wait_or_give_up(&mut patience, &key, id, &(at..range.end), error)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One range of a blob, retried when the request fails or the body comes back short.
     async fn get_range(&self, id: BlobId, range: Range<u64>) -> Result<Bytes> {
         let key = self.blob_key(&id);
-        let began = Instant::now();
-        let mut attempt = 0u32;
+        let mut patience = Patience::new();
         loop {
             let options = GetOptions {
                 range: Some(GetRange::Bounded(range.clone())),
@@ -193,27 +253,60 @@ impl Mirror {
                     range.end - range.start,
                     bytes.len()
                 ),
-                Err(e @ object_store::Error::NotFound { .. }) => {
-                    return Err(self.error("read", &key, e))
-                }
                 Err(e) if !transient(&e) => return Err(self.error("read", &key, e)),
                 Err(e) => e.to_string(),
             };
-            if attempt as usize >= self.settings.retries
-                || began.elapsed() >= self.settings.retry_timeout
-            {
-                return Err(Error::Mirror {
-                    mirror: self.url().to_string(),
-                    action: "read",
-                    key: key.to_string(),
-                    reason: format!("{error} (after {} attempts)", attempt + 1),
-                });
-            }
-            let wait = self.settings.backoff(attempt);
-            tracing::warn!(blob = %id, ?range, %error, attempt, wait_ms = wait.as_millis() as u64, "retrying a part");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+            self.wait_or_give_up(&mut patience, &key, id, &range, error)
+                .await?;
         }
+    }
+
+    /// Sleeps before the next attempt, or ends the transfer with `error` when the retries or
+    /// the retry timeout are spent.
+    async fn wait_or_give_up(
+        &self,
+        patience: &mut Patience,
+        key: &object_store::path::Path,
+        id: BlobId,
+        range: &Range<u64>,
+        error: String,
+    ) -> Result<()> {
+        let settings = &self.settings;
+        if patience.attempt as usize >= settings.retries
+            || patience.since.elapsed() >= settings.retry_timeout
+        {
+            return Err(Error::Mirror {
+                mirror: self.url().to_string(),
+                action: "read",
+                key: key.to_string(),
+                reason: format!("{error} (after {} attempts)", patience.attempt + 1),
+            });
+        }
+        let wait = settings.backoff(patience.attempt);
+        tracing::warn!(blob = %id, ?range, %error, attempt = patience.attempt, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        patience.attempt += 1;
+        Ok(())
+    }
+}
+
+/// Failed attempts since the last byte that arrived.
+struct Patience {
+    attempt: u32,
+    since: Instant,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            attempt: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Bytes arrived: the transfer is alive, the count and the clock start over.
+    fn progressed(&mut self) {
+        *self = Self::new();
     }
 }
 
