@@ -443,19 +443,30 @@ fn pulls_make_room_through_eviction_or_fail_before_downloading() {
     assert!(error.contains("not enough room in the store"), "{error}");
 }
 
+/// Also: once the mirror is gone, a model not pulled yet fails with the reason, and the server
+/// goes on serving the one it has.
 #[test]
 fn serve_pulls_a_model_on_its_first_request_once_for_concurrent_requests() {
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("a");
-    let (_moto, env) = mirror_server();
-    let (tiny, _) = two_related_models(work.path());
+    let (mut moto, mut env) = mirror_server();
+    let (tiny, tiny2) = two_related_models(work.path());
     ok(&a, &["import", &tiny, "--name", "tiny"], &env);
+    ok(&a, &["import", &tiny2, "--name", "tiny2"], &env);
     ok(&a, &["push", "tiny"], &env);
+    ok(&a, &["push", "tiny2"], &env);
 
+    env.push(("PORTEN_MIRROR_RETRIES".into(), "1".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Porten::start_with_env(&[], &env);
     let models = get(server.addr, "/v1/models").json();
-    assert_eq!(models["data"][0]["id"], "tiny", "{models}");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tiny", "tiny2"], "{models}");
     let addr = server.addr;
     let answers: Vec<_> = (0..3)
         .map(|i| {
@@ -486,4 +497,23 @@ fn serve_pulls_a_model_on_its_first_request_once_for_concurrent_requests() {
         .find(|l| l.starts_with("porten_store_pulls_total") && l.contains("outcome=\"ok\""))
         .unwrap_or_else(|| panic!("no pull counted:\n{metrics}"));
     assert!(pulled_ok.ends_with(" 1"), "{pulled_ok}");
+
+    moto.kill();
+    let chat = |model: &str| {
+        post_json(
+            addr,
+            "/v1/chat/completions",
+            &json!({"model": model, "max_tokens": 3,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+    };
+    let refused = chat("tiny2");
+    assert!(refused.status >= 500, "{}", refused.text());
+    let message = refused.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("cannot pull `tiny2:latest` from the mirror"),
+        "{message}"
+    );
+    assert_eq!(chat("tiny").status, 200);
 }
