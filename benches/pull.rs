@@ -8,6 +8,10 @@
 //!
 //! `cargo bench --bench pull` (after `scripts/setup-test-deps.sh`, which installs moto and
 //! boto3 into .venv). `PULL_BENCH_ROUNDS` (default 3) and `PULL_BENCH_BIG_MIB` (default 1024).
+//! `PULL_BENCH_S3S_FS=/path/to/s3s-fs` runs the same against s3s-fs (a Rust server that keeps
+//! objects in files), after moto: `cargo install --locked s3s-fs@0.14.1 --features binary`.
+//! `PULL_BENCH_CONCURRENCY` and `PULL_BENCH_PART_MIB` change porten's ranged setting;
+//! `PULL_BENCH_SKIP_MOTO` skips moto.
 
 #[allow(dead_code)]
 mod common;
@@ -37,21 +41,66 @@ const BUCKET: &str = "bench";
 fn main() {
     let rounds: usize = env_number("PULL_BENCH_ROUNDS", 3);
     let big_mib: usize = env_number("PULL_BENCH_BIG_MIB", 1024);
-    let moto = s3::Moto::start();
-    moto.create_bucket(BUCKET);
-    for (key, value) in moto.env() {
-        // Single-threaded here: nothing else reads the environment yet.
-        std::env::set_var(key, value);
-    }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let work = tempfile::tempdir().unwrap();
     let big = work.path().join("big.gguf");
     fixtures::big_gguf(&big, big_mib, 11);
     let models = [("smollm2", common::smollm2()), ("big", big)];
+    if std::env::var("PULL_BENCH_SKIP_MOTO").is_err() {
+        let moto = s3::Moto::start();
+        moto.create_bucket(BUCKET);
+        run("moto", moto.addr, &models, rounds, work.path());
+    }
+    if let Ok(binary) = std::env::var("PULL_BENCH_S3S_FS") {
+        let root = work.path().join("s3s-root");
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "test", "--secret-key", "test"])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        while std::net::TcpStream::connect(addr).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        run("s3s-fs", addr, &models, rounds, work.path());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
 
-    let source = Arc::new(Store::open(work.path().join("a"), StoreConfig::default()).unwrap());
+/// Pushes each model to the server at `addr`, then times the clients pulling it.
+fn run(
+    server: &str,
+    addr: std::net::SocketAddr,
+    models: &[(&str, PathBuf)],
+    rounds: usize,
+    work: &Path,
+) {
+    let env = s3::client_env(addr);
+    for (key, value) in &env {
+        // The benchmark's own threads are idle here; the mirror's builder reads these.
+        std::env::set_var(key, value);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let source_root = work.join(format!("source-{server}"));
+    let source = Arc::new(Store::open(&source_root, StoreConfig::default()).unwrap());
     let url = format!("s3://{BUCKET}/models");
-    let mirror = Mirror::open(MirrorSettings::new(&url)).unwrap();
+    let defaults = MirrorSettings::new(&url);
+    let mirror = Mirror::open(MirrorSettings {
+        concurrency: env_number("PULL_BENCH_CONCURRENCY", defaults.concurrency),
+        part_size: (env_number("PULL_BENCH_PART_MIB", (defaults.part_size >> 20) as usize) as u64)
+            << 20,
+        ..defaults
+    })
+    .unwrap();
     let one_stream = Mirror::open(MirrorSettings {
         concurrency: 1,
         ..MirrorSettings::new(&url)
@@ -59,11 +108,11 @@ fn main() {
     .unwrap();
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     println!(
-        "pull from moto on 127.0.0.1, {rounds} rounds, concurrency {}, parts of {} MiB",
+        "pull from {server} on 127.0.0.1, {rounds} rounds; porten's ranged setting: {} ranges of {} MiB",
         mirror.settings().concurrency,
         mirror.settings().part_size >> 20
     );
-    for (name, path) in &models {
+    for (name, path) in models {
         let model = ModelRef::parse(name).unwrap();
         let options = ImportOptions {
             model: model.clone(),
@@ -78,7 +127,7 @@ fn main() {
         let (mut porten, mut streamed, mut plain, mut boto) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            let dir = work.path().join(format!("round-{name}-{round}"));
+            let dir = work.join(format!("round-{server}-{name}-{round}"));
             porten.push(time_porten(&runtime, &mirror, &model, &dir.join("store")));
             streamed.push(time_porten(
                 &runtime,
@@ -88,11 +137,11 @@ fn main() {
             ));
             plain.push(time_object_store_get(
                 &runtime,
-                &moto,
+                addr,
                 &key,
                 &dir.join("plain"),
             ));
-            boto.push(time_boto3(&python, &moto, &key, &dir.join("boto")));
+            boto.push(time_boto3(&python, &env, &key, &dir.join("boto")));
             std::fs::remove_dir_all(&dir).unwrap();
         }
         let mib = file.size as f64 / (1 << 20) as f64;
@@ -101,7 +150,7 @@ fn main() {
         let fastest = plain.min(boto);
         println!("{name} ({mib:.0} MiB, one blob):");
         for (client, secs) in [
-            ("porten pull, 8 ranges", porten),
+            ("porten pull, ranges", porten),
             ("porten pull, 1 stream", streamed),
             ("object_store GET", plain),
             ("boto3 download_file", boto),
@@ -112,7 +161,7 @@ fn main() {
                 mib / secs.as_secs_f64()
             );
         }
-        for (setting, secs) in [("8 ranges", porten), ("1 stream", streamed)] {
+        for (setting, secs) in [("ranges", porten), ("1 stream", streamed)] {
             println!(
                 "  ratio, porten {setting} vs the fastest plain client: {:.3}x (vs object_store \
                  {:.3}x, vs boto3 {:.3}x)",
@@ -142,12 +191,12 @@ fn time_porten(
 
 fn time_object_store_get(
     runtime: &tokio::runtime::Runtime,
-    moto: &s3::Moto,
+    addr: std::net::SocketAddr,
     key: &str,
     path: &Path,
 ) -> Duration {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let client = moto.client(BUCKET);
+    let client = s3::client(addr, BUCKET);
     let started = Instant::now();
     runtime.block_on(async {
         let key = object_store::path::Path::from(key);
@@ -162,7 +211,7 @@ fn time_object_store_get(
 }
 
 /// boto3 in its own process; the time is taken inside it, around the download alone.
-fn time_boto3(python: &Path, moto: &s3::Moto, key: &str, path: &Path) -> Duration {
+fn time_boto3(python: &Path, env: &[(String, String)], key: &str, path: &Path) -> Duration {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let script = r#"
 import os, sys, time, boto3
@@ -175,7 +224,7 @@ print(time.perf_counter() - started)
 "#;
     let out = std::process::Command::new(python)
         .args(["-c", script, BUCKET, key, path.to_str().unwrap()])
-        .envs(moto.env())
+        .envs(env.iter().cloned())
         .output()
         .expect("run boto3 from .venv");
     assert!(

@@ -77,30 +77,41 @@ impl Moto {
 
     /// [`Self::env`], but reaching the server through `endpoint` (a proxy).
     pub fn env_via(&self, endpoint: SocketAddr) -> Vec<(String, String)> {
-        [
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", format!("http://{endpoint}")),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        client_env(endpoint)
     }
 
     /// An `object_store` client for bucket `bucket`, for a test to read or tamper with objects.
     pub fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(format!("http://{}", self.addr))
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .build()
-            .unwrap()
+        client(self.addr, bucket)
     }
+}
+
+/// The standard AWS variables that point a client at an S3-compatible server on `endpoint`,
+/// with plain HTTP allowed since it is asked for.
+pub fn client_env(endpoint: SocketAddr) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://{endpoint}")),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// An `object_store` client for `bucket` on the server at `endpoint`.
+pub fn client(endpoint: SocketAddr, bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(format!("http://{endpoint}"))
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap()
 }
 
 impl Drop for Moto {

@@ -17,6 +17,9 @@ use crate::name::ModelRef;
 use crate::store::ImportProgress;
 use crate::{Error, Result, Store};
 
+/// The smallest part S3 accepts in a multipart upload, but for the last.
+const MIN_UPLOAD_PART: u64 = 5 << 20;
+
 /// What happened to the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestOutcome {
@@ -96,7 +99,8 @@ impl Mirror {
         progress: &dyn ImportProgress,
     ) -> Result<()> {
         let key = self.blob_key(&id);
-        let part_size = self.settings.part_size as usize;
+        // S3 refuses multipart parts under 5 MiB (all but the last).
+        let part_size = self.settings.part_size.max(MIN_UPLOAD_PART) as usize;
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
         let reader_path = path.to_path_buf();
         let reader = tokio::task::spawn_blocking(move || -> Result<BlobId> {
@@ -126,7 +130,7 @@ impl Mirror {
                 blake3: id.hex(),
             }
         };
-        if size <= self.settings.part_size {
+        if size <= part_size as u64 {
             // One request: read it all, check it, put it.
             let mut whole = Vec::with_capacity(size as usize);
             while let Some(chunk) = receiver.recv().await {

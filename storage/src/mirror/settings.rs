@@ -27,7 +27,8 @@ pub struct MirrorSettings {
     pub options: Vec<(String, String)>,
     /// Parts transferred at once, per blob.
     pub concurrency: usize,
-    /// Bytes per range request and per multipart part.
+    /// Bytes per range request and per multipart upload part (at least 5 MiB for uploads,
+    /// which S3 requires).
     pub part_size: u64,
     /// Attempts after the first for a request that failed in a way retrying can cure (5xx,
     /// connection reset, a body cut short).
