@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, and swap time
 # (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
-# what tracing and metrics cost a small request (telemetry on against off).
+# what tracing and metrics cost a small request (telemetry on against off); and pulls from a
+# local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -9,3 +10,5 @@ bash scripts/fetch-smollm2.sh >/dev/null
 cargo bench --bench stream_overhead
 cargo bench --bench swap
 cargo bench --bench telemetry
+bash scripts/setup-test-deps.sh
+cargo bench --bench pull

@@ -372,7 +372,48 @@ mod tests {
             (4, Some(4096))
         );
         assert!(model.keep_alive.is_some() && !model.preload);
+        let mirror = config.mirror.settings().unwrap();
+        assert_eq!(mirror.url, "s3://team-models/porten");
+        assert_eq!((mirror.concurrency, mirror.part_size), (8, 16 << 20));
+        assert!(mirror
+            .options
+            .contains(&("allow_http".to_string(), "true".to_string())));
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_mirror_comes_from_the_file_then_env_then_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = || Overrides {
+            home: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let (config, _) = Config::load(&home(), &env_of(&[])).unwrap();
+        assert!(config.mirror.settings().is_none(), "no mirror unless asked");
+        write_config(dir.path(), "[mirror]\nurl = \"file:///a\"\nretries = 3\n");
+        let (config, _) = Config::load(&home(), &env_of(&[])).unwrap();
+        assert_eq!(config.mirror.settings().unwrap().retries, 3);
+        let env = env_of(&[
+            ("PORTEN_MIRROR", "s3://b/p"),
+            ("PORTEN_MIRROR_RETRIES", "1"),
+        ]);
+        let (config, _) = Config::load(&home(), &env).unwrap();
+        let settings = config.mirror.settings().unwrap();
+        assert_eq!((settings.url.as_str(), settings.retries), ("s3://b/p", 1));
+        let flag = Overrides {
+            mirror: Some("gs://c/q".into()),
+            ..home()
+        };
+        assert_eq!(
+            Config::load(&flag, &env).unwrap().0.mirror.url.as_deref(),
+            Some("gs://c/q")
+        );
+        let bad = env_of(&[("PORTEN_MIRROR_RETRIES", "many")]);
+        let error = Config::load(&home(), &bad).unwrap_err();
+        assert!(
+            error.to_string().contains("PORTEN_MIRROR_RETRIES"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -395,6 +395,60 @@ fn a_file_mirror_works_like_a_bucket() {
     assert!(ok(&b, &["verify"], &env).contains("0 problems"));
 }
 
+/// A plain HTTP server (Python's, which ignores Range) in front of a mirror directory: pulls
+/// work, pushes are refused.
+#[test]
+fn an_http_mirror_is_read_only() {
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let mirror_dir = work.path().join("mirror");
+    std::fs::create_dir_all(&mirror_dir).unwrap();
+    let file_env = vec![(
+        "PORTEN_MIRROR".to_string(),
+        format!("file://{}", mirror_dir.display()),
+    )];
+    let (tiny, _) = two_related_models(work.path());
+    ok(&a, &["import", &tiny, "--name", "tiny"], &file_env);
+    ok(&a, &["push", "tiny"], &file_env);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&mirror_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("porten.toml"),
+        format!("[mirror]\nurl = \"http://127.0.0.1:{port}/\"\n[mirror.options]\nallow_http = \"true\"\n"),
+    )
+    .unwrap();
+    let pulled = ok(&b, &["pull", "tiny"], &[]);
+    assert!(pulled.contains("4 blobs downloaded"), "{pulled}");
+    assert!(ok(&b, &["verify"], &[]).contains("0 problems"));
+    let error = fails(&b, &["push", "tiny"], &[]);
+    assert!(error.contains("read-only mirror"), "{error}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 #[test]
 fn pulls_make_room_through_eviction_or_fail_before_downloading() {
     let work = tempfile::tempdir().unwrap();

@@ -176,8 +176,8 @@ impl Mirror {
         Ok(())
     }
 
-    /// `range` as one streamed request (`concurrency = 1`, or a range of one part), picked up
-    /// from where it broke off when the connection fails.
+    /// `range` (which ends at the blob's end) as one streamed request (`concurrency = 1`, or a
+    /// range of one part), picked up from where it broke off when the connection fails.
     async fn stream_into(
         &self,
         writer: &Sender<Bytes>,
@@ -190,7 +190,8 @@ impl Mirror {
         let mut at = range.start;
         while at < range.end {
             let options = GetOptions {
-                range: Some(GetRange::Bounded(at..range.end)),
+                // The whole blob is a plain GET, which servers without range support answer too.
+                range: (at > 0).then(|| GetRange::Bounded(at..range.end)),
                 ..GetOptions::default()
             };
             let error = match self.objects.get_opts(&key, options).await {

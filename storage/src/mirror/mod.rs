@@ -38,6 +38,7 @@ pub use settings::MirrorSettings;
 pub struct Mirror {
     objects: Arc<dyn ObjectStore>,
     root: Path,
+    read_only: bool,
     settings: MirrorSettings,
 }
 
@@ -49,10 +50,11 @@ impl Mirror {
                 "concurrency must be at least 1 and the part size at least 1 MiB".into(),
             ));
         }
-        let (objects, prefix) = settings::open_store(&settings)?;
+        let opened = settings::open_store(&settings)?;
         Ok(Self {
-            objects,
-            root: prefix.join("porten-v1"),
+            objects: opened.objects,
+            root: opened.prefix.join("porten-v1"),
+            read_only: opened.read_only,
             settings,
         })
     }

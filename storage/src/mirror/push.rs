@@ -52,6 +52,12 @@ impl Mirror {
         model: &ModelRef,
         progress: &dyn ImportProgress,
     ) -> Result<PushReport> {
+        if self.read_only {
+            return Err(Error::MirrorConfig(format!(
+                "{} is a read-only mirror (plain HTTP); push to its bucket instead",
+                self.url()
+            )));
+        }
         let local = store.manifest(model)?;
         let mut missing = Vec::new();
         let mut report = PushReport {

@@ -57,8 +57,17 @@ impl MirrorSettings {
     }
 }
 
-/// Builds the object store the settings describe, and the path of the mirror's root in it.
-pub(crate) fn open_store(settings: &MirrorSettings) -> Result<(Arc<dyn ObjectStore>, Path)> {
+/// An opened object store and where the mirror is in it.
+pub(crate) struct Opened {
+    pub objects: Arc<dyn ObjectStore>,
+    /// The mirror's root inside the store.
+    pub prefix: Path,
+    /// Plain HTTP(S) servers are read-only mirrors.
+    pub read_only: bool,
+}
+
+/// Builds the object store the settings describe.
+pub(crate) fn open_store(settings: &MirrorSettings) -> Result<Opened> {
     let bad = |reason: String| Error::MirrorConfig(reason);
     let url = url::Url::parse(&settings.url)
         .map_err(|e| bad(format!("`{}` is not a URL: {e}", settings.url)))?;
@@ -79,6 +88,7 @@ pub(crate) fn open_store(settings: &MirrorSettings) -> Result<(Arc<dyn ObjectSto
     };
     let unknown = |key: &str| bad(format!("unknown option `{key}` for {}", settings.url));
     let failed = |e: object_store::Error| bad(format!("{}: {e}", settings.url));
+    let read_only = scheme == ObjectStoreScheme::Http;
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = aws_profile::apply(AmazonS3Builder::from_env())
@@ -132,7 +142,11 @@ pub(crate) fn open_store(settings: &MirrorSettings) -> Result<(Arc<dyn ObjectSto
             )))
         }
     };
-    Ok((store, prefix))
+    Ok(Opened {
+        objects: store,
+        prefix,
+        read_only,
+    })
 }
 
 #[cfg(test)]
@@ -147,19 +161,21 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            open_store(&settings).map(|(_, prefix)| prefix.to_string())
+            open_store(&settings).map(|opened| (opened.prefix.to_string(), opened.read_only))
         };
         let s3 = [
             ("endpoint", "http://127.0.0.1:9"),
             ("allow_http", "true"),
             ("region", "x"),
         ];
-        assert_eq!(open("s3://bucket/team/models", &s3).unwrap(), "team/models");
-        assert_eq!(open("file:///srv/mirror", &[]).unwrap(), "srv/mirror");
+        let s3_url = "s3://bucket/team/models";
+        assert_eq!(open(s3_url, &s3).unwrap(), ("team/models".into(), false));
         assert_eq!(
-            open("https://models.example/porten", &[]).unwrap(),
-            "porten"
+            open("file:///srv/mirror", &[]).unwrap(),
+            ("srv/mirror".into(), false)
         );
+        let https = open("https://models.example/porten", &[]).unwrap();
+        assert_eq!(https, ("porten".into(), true), "plain HTTP(S) is read-only");
         let error = open("s3://bucket/p", &[("endpiont", "http://x")]).unwrap_err();
         assert!(
             error.to_string().contains("unknown option `endpiont`"),
