@@ -25,6 +25,13 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
     };
     let store_of =
         |common: &porten::cli::Common| store_cmd::open_store(&load(&common.overrides())?);
+    let store_and_mirror = |common: &porten::cli::Common| -> anyhow::Result<_> {
+        let config = load(&common.overrides())?;
+        Ok((
+            store_cmd::open_store(&config)?,
+            mirror_cmd::open_mirror(&config)?,
+        ))
+    };
     match command {
         Command::Serve(args) => {
             let config = load(&args.overrides())?;
@@ -38,36 +45,20 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             })
         }
         Command::Ls(a) if a.remote => {
-            let config = load(&a.common.overrides())?;
-            let (store, mirror) = (
-                store_cmd::open_store(&config)?,
-                mirror_cmd::open_mirror(&config)?,
-            );
+            let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::list(&store, &mirror, None).await
         }
         Command::Ls(a) => store_cmd::ls(&*store_of(&a.common)?),
         Command::Search(a) => {
-            let config = load(&a.common.overrides())?;
-            let (store, mirror) = (
-                store_cmd::open_store(&config)?,
-                mirror_cmd::open_mirror(&config)?,
-            );
+            let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::list(&store, &mirror, a.query.as_deref()).await
         }
         Command::Pull(a) => {
-            let config = load(&a.common.overrides())?;
-            let (store, mirror) = (
-                store_cmd::open_store(&config)?,
-                mirror_cmd::open_mirror(&config)?,
-            );
+            let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::pull(&store, &mirror, &a.name).await
         }
         Command::Push(a) => {
-            let config = load(&a.common.overrides())?;
-            let (store, mirror) = (
-                store_cmd::open_store(&config)?,
-                mirror_cmd::open_mirror(&config)?,
-            );
+            let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::push(&store, &mirror, &a.name).await
         }
         Command::Show(a) => store_cmd::show(&*store_of(&a.common)?, &a.name),

@@ -1,6 +1,7 @@
 //! `porten serve`: resolve models, bind, announce the address, load, serve until a signal.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
@@ -11,7 +12,8 @@ use porten_proxy::models::{ModelRegistry, Preflight, Residency};
 use porten_proxy::residency::{Device, ModelShape};
 use porten_proxy::BoundServer;
 use porten_storage::{
-    Checkout, DiskUsage, Manifest, Mirror, ModelRef, NoProgress, Store, WeightFormat, DEFAULT_TAG,
+    Checkout, DiskUsage, ImportProgress, Manifest, Mirror, ModelRef, Store, WeightFormat,
+    DEFAULT_TAG,
 };
 
 use crate::config::Config;
@@ -274,7 +276,7 @@ fn prepare_before_load(
             if !held(&spec.id) {
                 let model = &manifest.model;
                 tokio::runtime::Handle::current()
-                    .block_on(mirror.pull(&store, model, &NoProgress))
+                    .block_on(mirror.pull(&store, model, &PullLog::default()))
                     .map_err(|e| format!("cannot pull `{model}` from the mirror: {e}"))?;
                 let checkout = store.prepare(model).map_err(|e| e.to_string())?;
                 lock(&checkouts).insert(spec.id.clone(), checkout);
@@ -285,6 +287,29 @@ fn prepare_before_load(
             None => Ok(()),
         }
     })
+}
+
+/// A pull's progress in the log: its size when it starts, then every tenth of the way.
+#[derive(Default)]
+struct PullLog {
+    total: AtomicU64,
+    done: AtomicU64,
+}
+
+impl ImportProgress for PullLog {
+    fn phase(&self, _name: &str, total_bytes: u64) {
+        self.total.store(total_bytes, Ordering::Relaxed);
+        tracing::info!(mib = total_bytes >> 20, "downloading from the mirror");
+    }
+
+    fn advance(&self, bytes: u64) {
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        let before = self.done.fetch_add(bytes, Ordering::Relaxed);
+        let (was, now) = (before * 10 / total, (before + bytes) * 10 / total);
+        if now > was && now < 10 {
+            tracing::info!(percent = now * 10, "downloading from the mirror");
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -83,6 +83,8 @@ impl Mirror {
                 break;
             }
             file.set_len(0).io("cannot truncate", &partial)?;
+            // The kept bytes were thrown away: nothing of this blob counts as resumed.
+            fetched.resumed = 0;
             if start > 0 && !from_scratch {
                 // The bytes kept from before may be what is wrong: once more, all of them.
                 tracing::warn!(blob = %id, "a resumed download did not verify; downloading it again from the start");
