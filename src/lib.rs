@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod fit;
 pub mod mirror_cmd;
+pub mod plugin_check;
+pub mod plugins;
 pub mod progress;
 pub mod serve;
 pub mod sizing;

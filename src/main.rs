@@ -71,6 +71,10 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             tokio::task::block_in_place(|| store_cmd::verify(&store, a.name.as_deref()))
         }
         Command::Du(common) => store_cmd::du(&*store_of(&common)?),
+        Command::Plugin(porten::cli::PluginCommand::Check(a)) => {
+            let config = load(&a.common.overrides())?;
+            tokio::task::block_in_place(|| porten::plugin_check::check(&config, &a.file))
+        }
         Command::Fit(a) => porten::fit::fit(&load(&a.common.overrides())?, &a),
     }
 }

@@ -22,7 +22,9 @@ use crate::sizing::{memory_budget, shape_of};
 /// Runs the server until SIGINT or SIGTERM.
 /// `metrics` renders `/metrics` (none: metrics are off).
 pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
-    let store = crate::store_cmd::open_store(&config)?;
+    let plugins = crate::plugins::Plugins::load(&config)?;
+    plugins.watch();
+    let store = crate::store_cmd::open_store_with(&config, plugins.eviction.clone())?;
     let _store_gauges = store_gauges(&store);
     let mirror = config.mirror.settings().map(Mirror::open).transpose()?;
     let remote = choose_models(&store, mirror.as_ref(), &mut config).await?;
@@ -50,6 +52,14 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
         )),
         ..Residency::default()
     };
+    let residency = match &plugins.placement {
+        Some(plugin) => Residency {
+            policy: plugin.clone(),
+            ..residency
+        },
+        None => residency,
+    };
+    tokio::spawn(reload_on_sighup(Arc::new(plugins)));
     // Every model path is checked before the port is taken: a typo is a start-up error.
     let models = Arc::new(ModelRegistry::new(&config.models, residency)?);
     for slot in models.iter() {
@@ -314,6 +324,19 @@ impl ImportProgress for PullLog {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SIGHUP reloads the policy plugins (they also reload when their files change).
+async fn reload_on_sighup(plugins: Arc<crate::plugins::Plugins>) {
+    #[cfg(unix)]
+    if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the policy plugins");
+            let plugins = plugins.clone();
+            let _ = tokio::task::spawn_blocking(move || plugins.reload()).await;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -13,15 +13,32 @@ use crate::progress::{human_bytes, Progress};
 
 /// Opens the store the configuration names.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
-    let path = config.store_path();
-    let store = Store::open(
-        &path,
-        StoreConfig {
-            budget_bytes: config.store_budget_bytes(),
-            ..StoreConfig::default()
+    let eviction = crate::plugins::Plugins::load(&crate::config::Config {
+        plugins: crate::config::PluginSettings {
+            placement: None,
+            ..config.plugins.clone()
         },
-    )
-    .with_context(|| format!("cannot open the store at {}", path.display()))?;
+        ..config.clone()
+    })?
+    .eviction;
+    open_store_with(config, eviction)
+}
+
+/// Opens the store with `eviction` (a plugin) choosing victims, or the built-in policy.
+pub fn open_store_with(
+    config: &Config,
+    eviction: Option<Arc<porten_plugins::ReloadingEviction>>,
+) -> anyhow::Result<Arc<Store>> {
+    let path = config.store_path();
+    let mut store_config = StoreConfig {
+        budget_bytes: config.store_budget_bytes(),
+        ..StoreConfig::default()
+    };
+    if let Some(plugin) = eviction {
+        store_config.policy = plugin;
+    }
+    let store = Store::open(&path, store_config)
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
 

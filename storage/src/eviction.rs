@@ -50,6 +50,21 @@ pub trait EvictionPolicy: Send + Sync + std::fmt::Debug {
     /// The models to evict, in order. The store refuses answers that name unknown, pinned or
     /// loaded models, or that do not free `bytes_needed`.
     fn choose(&self, request: &EvictionRequest) -> Vec<ModelRef>;
+
+    /// [`Self::choose`] for policies that can fail to answer (plugins); the store calls this
+    /// one, and a failure means the built-in policy decides.
+    fn try_choose(&self, request: &EvictionRequest) -> Result<Vec<ModelRef>, PolicyFailure> {
+        Ok(self.choose(request))
+    }
+}
+
+/// Why a policy gave no answer at all (a plugin trapped, ran out of time or memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    /// A short cause for metrics: `timeout`, `memory`, `trap`, ...
+    pub cause: &'static str,
+    /// Details for the log.
+    pub detail: String,
 }
 
 /// The built-in policy: the least recently used evictable models, oldest first, until enough is

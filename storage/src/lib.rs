@@ -33,7 +33,9 @@ mod store;
 mod telemetry;
 
 pub use error::{Error, Result};
-pub use eviction::{EvictionCandidate, EvictionPolicy, EvictionRequest, LeastRecentlyUsed};
+pub use eviction::{
+    EvictionCandidate, EvictionPolicy, EvictionRequest, LeastRecentlyUsed, PolicyFailure,
+};
 pub use hash::BlobId;
 pub use manifest::{FileEntry, Manifest};
 pub use metadata::{ModelMetadata, WeightFormat};

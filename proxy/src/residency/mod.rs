@@ -11,7 +11,9 @@ pub mod scheduler;
 pub use estimate::{estimate, Device, LoadSettings, MemoryEstimate, ModelShape};
 pub use events::{Event, EventKind};
 pub use keep_alive::KeepAlive;
-pub use policy::{LeastRecentlyUsed, PlacementCandidate, PlacementPolicy, PlacementRequest};
+pub use policy::{
+    LeastRecentlyUsed, PlacementCandidate, PlacementPolicy, PlacementRequest, PolicyFailure,
+};
 pub use scheduler::{
     Lease, Loaded, ModelLoader, ModelPlan, ModelResidency, ResidencyStatus, Scheduler,
     SchedulerSettings, UnloadOutcome,

@@ -43,6 +43,15 @@ impl PlacementRequest {
     }
 }
 
+/// Why a policy gave no answer at all (a plugin trapped, ran out of time or memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    /// A short cause for metrics: `timeout`, `memory`, `trap`, ...
+    pub cause: &'static str,
+    /// Details for the log.
+    pub detail: String,
+}
+
 /// Decides which idle models to unload so that another one fits.
 pub trait PlacementPolicy: Send + Sync {
     /// A short name for logs.
@@ -50,6 +59,12 @@ pub trait PlacementPolicy: Send + Sync {
 
     /// The models to unload, which together must free at least `request.shortfall()` bytes.
     fn choose_victims(&self, request: &PlacementRequest) -> Vec<String>;
+
+    /// [`Self::choose_victims`] for policies that can fail to answer (plugins); the scheduler
+    /// calls this one, and a failure means the built-in policy decides.
+    fn try_choose_victims(&self, request: &PlacementRequest) -> Result<Vec<String>, PolicyFailure> {
+        Ok(self.choose_victims(request))
+    }
 }
 
 /// The built-in policy: the idle models unused for longest go first.
@@ -94,7 +109,14 @@ pub fn checked_victims(
         candidates = request.candidates.len()
     )
     .entered();
-    let answer = policy.choose_victims(request);
+    let answer = match policy.try_choose_victims(request) {
+        Ok(answer) => answer,
+        Err(failure) => {
+            tracing::warn!(policy = policy.name(), cause = failure.cause, detail = %failure.detail, "placement policy failed; using least-recently-used");
+            instruments().placement_decision(policy.name(), PolicyOutcome::Fallback(failure.cause));
+            return Some(LeastRecentlyUsed.choose_victims(request));
+        }
+    };
     match validate(request, &answer) {
         Ok(()) => {
             instruments().placement_decision(policy.name(), PolicyOutcome::Accepted);

@@ -324,7 +324,14 @@ impl Locked<'_> {
             bytes_needed: needed,
             candidates,
         };
-        let answer = policy.choose(&request);
+        let answer = match policy.try_choose(&request) {
+            Ok(answer) => answer,
+            Err(failure) => {
+                instruments().eviction_decision(policy.name(), Some(failure.cause));
+                tracing::warn!(policy = policy.name(), cause = failure.cause, detail = %failure.detail, "eviction policy failed; the built-in LRU policy decides");
+                return take_until_freed(refs, &LeastRecentlyUsed.choose(&request), needed);
+            }
+        };
         let valid = answer.iter().all(|m| {
             request
                 .candidates

@@ -1,0 +1,53 @@
+//! Cost-aware eviction in the manner of GreedyDual-Size-Frequency: each model's priority is
+//!
+//! ```text
+//! H = clock + frequency x cost / size
+//! ```
+//!
+//! and the lowest priority goes first. `cost` is what evicting it costs later: fetching its
+//! bytes again plus a fixed start-up cost per model (a 30-second pull at 100 MB/s, say), so
+//! per byte a small model is dearer to lose than a large one. `frequency` is how long the model
+//! has stayed in use (days from its import to its last use, plus one), since the store keeps no
+//! hit counts. The clock ages every model alike by the time since its last use, so a model
+//! nobody has touched for long loses its standing whatever its size.
+//!
+//! Against least-recently-used, this evicts a large model before an older small one that has
+//! been in use for a while. Pinned and loaded models are never chosen.
+
+wit_bindgen::generate!({ path: "../../../wit", world: "eviction-policy" });
+
+use exports::porten::policy::eviction::{Candidate, Guest, Request};
+
+/// A re-fetch's fixed cost, in bytes of transfer.
+const START_UP_BYTES: f64 = 3.0e9;
+const DAY_MS: f64 = 86_400_000.0;
+/// How much one day without use lowers a model's standing.
+const AGEING_PER_DAY: f64 = 1.0;
+
+struct Gdsf;
+
+fn priority(c: &Candidate, now_ms: u64) -> f64 {
+    let size = c.size_bytes.max(1) as f64;
+    let cost = START_UP_BYTES + c.unique_bytes as f64;
+    let frequency = 1.0 + c.last_used_ms.saturating_sub(c.created_ms) as f64 / DAY_MS;
+    let clock = -(now_ms.saturating_sub(c.last_used_ms) as f64 / DAY_MS) * AGEING_PER_DAY;
+    clock + frequency * cost / size
+}
+
+impl Guest for Gdsf {
+    fn choose_victims(request: Request) -> Vec<String> {
+        let mut order: Vec<&Candidate> = request
+            .candidates
+            .iter()
+            .filter(|c| !c.pinned && !c.loaded)
+            .collect();
+        order.sort_by(|a, b| {
+            priority(a, request.now_ms)
+                .total_cmp(&priority(b, request.now_ms))
+                .then(a.model.cmp(&b.model))
+        });
+        order.into_iter().map(|c| c.model.clone()).collect()
+    }
+}
+
+export!(Gdsf);
