@@ -35,6 +35,8 @@ fn main() {
     let placement =
         WasmPlacementPolicy::load(&engine, &plugins.join("pinned_favourites.wasm")).unwrap();
     let eviction = WasmEvictionPolicy::load(&engine, &plugins.join("gdsf_eviction.wasm")).unwrap();
+    // Answers a constant without looking at its input: the cost of the boundary alone.
+    let ignoring = WasmEvictionPolicy::load(&engine, &plugins.join("bad_answer.wasm")).unwrap();
     println!("per decision, {calls} calls each (release build):");
     for n in [8, 1000] {
         let request = placement_request(n);
@@ -49,6 +51,11 @@ fn main() {
         });
         let plugin = time(calls, || eviction.try_choose(&request).unwrap().len());
         report("eviction", n, native, plugin);
+        let floor = time(calls, || ignoring.try_choose(&request).unwrap().len());
+        println!(
+            "  eviction  {n:>4} candidates: a plugin that ignores its input: p50 {:>7.2} us",
+            floor[floor.len() / 2].as_secs_f64() * 1e6
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 # Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, and swap time
 # (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
 # what tracing and metrics cost a small request (telemetry on against off); and pulls from a
-# local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs).
+# local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost
+# of a policy plugin's decision against the native policy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -12,3 +13,4 @@ cargo bench --bench swap
 cargo bench --bench telemetry
 bash scripts/setup-test-deps.sh
 cargo bench --bench pull
+cargo bench --bench plugins

@@ -36,17 +36,24 @@ fn priority(c: &Candidate, now_ms: u64) -> f64 {
 
 impl Guest for Gdsf {
     fn choose_victims(request: Request) -> Vec<String> {
-        let mut order: Vec<&Candidate> = request
+        let mut order: Vec<(f64, &Candidate)> = request
             .candidates
             .iter()
             .filter(|c| !c.pinned && !c.loaded)
+            .map(|c| (priority(c, request.now_ms), c))
             .collect();
-        order.sort_by(|a, b| {
-            priority(a, request.now_ms)
-                .total_cmp(&priority(b, request.now_ms))
-                .then(a.model.cmp(&b.model))
-        });
-        order.into_iter().map(|c| c.model.clone()).collect()
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.model.cmp(&b.1.model)));
+        // The store stops once enough is freed: the victims it needs, and a few to spare.
+        let mut freed = 0u64;
+        let mut victims = Vec::new();
+        for (_, candidate) in order {
+            if freed >= request.bytes_needed.saturating_mul(2) {
+                break;
+            }
+            freed += candidate.unique_bytes;
+            victims.push(candidate.model.clone());
+        }
+        victims
     }
 }
 

@@ -16,18 +16,17 @@ struct PinnedFavourites;
 
 impl Guest for PinnedFavourites {
     fn choose_victims(request: Request) -> Vec<String> {
-        let favourite = |c: &Candidate| FAVOURITES.split(',').any(|f| f.trim() == c.model);
-        let mut order: Vec<&Candidate> = request.candidates.iter().collect();
+        let favourites: Vec<&str> = FAVOURITES.split(',').map(str::trim).collect();
         // Others before favourites; within each, the longest idle first.
-        order.sort_by(|a, b| {
-            favourite(a)
-                .cmp(&favourite(b))
-                .then(b.idle_ms.cmp(&a.idle_ms))
-                .then(a.model.cmp(&b.model))
-        });
+        let mut order: Vec<(bool, u64, &Candidate)> = request
+            .candidates
+            .iter()
+            .map(|c| (favourites.contains(&c.model.as_str()), u64::MAX - c.idle_ms, c))
+            .collect();
+        order.sort_unstable_by(|a, b| (a.0, a.1, &a.2.model).cmp(&(b.0, b.1, &b.2.model)));
         let mut freed = 0u64;
         let mut victims = Vec::new();
-        for candidate in order {
+        for (_, _, candidate) in order {
             if freed >= request.shortfall_bytes {
                 break;
             }
