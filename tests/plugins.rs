@@ -89,20 +89,23 @@ fn import_under_a_budget(work: &Path, home: &str, plugin: Option<&Path>) -> (Str
     (ls, log)
 }
 
+/// The Rust GDSF example and the C largest-first example both keep the small model.
 #[test]
-fn the_gdsf_example_evicts_the_large_model_where_lru_evicts_the_old_small_one() {
+fn the_eviction_examples_evict_the_large_model_where_lru_evicts_the_old_small_one() {
     let work = tempfile::tempdir().unwrap();
     let (lru, _) = import_under_a_budget(work.path(), "lru", None);
     assert!(
         !lru.contains("small:latest") && lru.contains("large:latest"),
         "{lru}"
     );
-    let gdsf = plugin("gdsf_eviction");
-    let (kept, log) = import_under_a_budget(work.path(), "gdsf", Some(&gdsf));
-    assert!(
-        kept.contains("small:latest") && !kept.contains("large:latest"),
-        "{kept}\n{log}"
-    );
+    for example in ["gdsf_eviction", "largest_first_c"] {
+        let path = plugin(example);
+        let (kept, log) = import_under_a_budget(work.path(), example, Some(&path));
+        assert!(
+            kept.contains("small:latest") && !kept.contains("large:latest"),
+            "{example}: {kept}\n{log}"
+        );
+    }
 }
 
 #[test]
@@ -309,4 +312,37 @@ fn a_plugin_replaced_on_disk_under_load_is_reloaded_without_a_failed_request() {
     let statuses: Vec<u16> = load.into_iter().flat_map(|w| w.join().unwrap()).collect();
     assert!(statuses.len() >= 6, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[test]
+fn plugin_check_names_the_world_and_reports_decisions_and_failures() {
+    let home = tempfile::tempdir().unwrap();
+    let check = |name: &str| {
+        porten(
+            home.path(),
+            &["plugin", "check", plugin(name).to_str().unwrap()],
+            &[],
+        )
+    };
+    let good = check("pinned_favourites");
+    let stdout = String::from_utf8(good.stdout).unwrap();
+    assert!(good.status.success(), "{stdout}");
+    assert!(stdout.contains("a placement-policy component"), "{stdout}");
+    assert_eq!(stdout.matches("-> accepted").count(), 3, "{stdout}");
+    let c = check("largest_first_c");
+    let stdout = String::from_utf8(c.stdout).unwrap();
+    assert!(
+        c.status.success() && stdout.contains("an eviction-policy component"),
+        "{stdout}"
+    );
+    let looping = check("loop_forever");
+    let stdout = String::from_utf8(looping.stdout).unwrap();
+    assert!(!looping.status.success());
+    assert!(stdout.contains("FAILED (timeout"), "{stdout}");
+    let nonsense = check("bad_answer");
+    let stdout = String::from_utf8(nonsense.stdout).unwrap();
+    assert!(
+        !nonsense.status.success() && stdout.contains("refused"),
+        "{stdout}"
+    );
 }
