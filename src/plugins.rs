@@ -35,10 +35,7 @@ impl Plugins {
             None => None,
         };
         let eviction = match &settings.eviction {
-            Some(path) => Some(
-                ReloadingEviction::eviction(&engine, path)
-                    .context("cannot load the eviction plugin")?,
-            ),
+            Some(path) => Some(load_eviction(&engine, path)?),
             None => None,
         };
         Ok(Self {
@@ -66,6 +63,22 @@ impl Plugins {
             e.reload(true);
         }
     }
+}
+
+/// The configured eviction plugin alone, for the store commands, which make no placement
+/// decisions.
+pub fn eviction_plugin(config: &Config) -> anyhow::Result<Option<Arc<ReloadingEviction>>> {
+    match &config.plugins.eviction {
+        Some(path) => Ok(Some(load_eviction(&engine(config)?, path)?)),
+        None => Ok(None),
+    }
+}
+
+fn load_eviction(
+    engine: &PluginEngine,
+    path: &std::path::Path,
+) -> anyhow::Result<Arc<ReloadingEviction>> {
+    ReloadingEviction::eviction(engine, path).context("cannot load the eviction plugin")
 }
 
 /// The engine plugins run in, with the configured limits.

@@ -13,15 +13,7 @@ use crate::progress::{human_bytes, Progress};
 
 /// Opens the store the configuration names.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
-    let eviction = crate::plugins::Plugins::load(&crate::config::Config {
-        plugins: crate::config::PluginSettings {
-            placement: None,
-            ..config.plugins.clone()
-        },
-        ..config.clone()
-    })?
-    .eviction;
-    open_store_with(config, eviction)
+    open_store_with(config, crate::plugins::eviction_plugin(config)?)
 }
 
 /// Opens the store with `eviction` (a plugin) choosing victims, or the built-in policy.

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::Mirror;
 use crate::error::IoContext;
+use crate::fsutil::read_only;
 use crate::hash::BlobId;
 use crate::store::{ImportProgress, Reservation};
 use crate::{Error, Result};
@@ -66,7 +67,7 @@ impl Mirror {
         loop {
             let have = file.metadata().io("cannot stat", &partial)?.len();
             let start = if have > size || from_scratch { 0 } else { have };
-            let (file_again, hashed) = self
+            let hashed = self
                 .write_from(
                     file.try_clone().io("cannot reopen", &partial)?,
                     &partial,
@@ -76,15 +77,13 @@ impl Mirror {
                     progress,
                 )
                 .await?;
-            drop(file_again);
-            fetched.resumed += start;
             fetched.downloaded += size - start;
             if hashed == id {
+                // A retry from scratch started at 0: only kept bytes that made it count.
+                fetched.resumed = start;
                 break;
             }
             file.set_len(0).io("cannot truncate", &partial)?;
-            // The kept bytes were thrown away: nothing of this blob counts as resumed.
-            fetched.resumed = 0;
             if start > 0 && !from_scratch {
                 // The bytes kept from before may be what is wrong: once more, all of them.
                 tracing::warn!(blob = %id, "a resumed download did not verify; downloading it again from the start");
@@ -99,10 +98,7 @@ impl Mirror {
             });
         }
         file.sync_all().io("cannot sync", &partial)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o444));
-        }
+        read_only(&partial);
         reservation.commit_blob(&partial, id, size)?;
         Ok(fetched)
     }
@@ -117,11 +113,11 @@ impl Mirror {
         start: u64,
         size: u64,
         progress: &dyn ImportProgress,
-    ) -> Result<(File, BlobId)> {
+    ) -> Result<BlobId> {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
         let writer_path = path.to_path_buf();
         // Writing and hashing run on a blocking thread, in order, beside the downloads.
-        let writer = tokio::task::spawn_blocking(move || -> Result<(File, blake3::Hasher)> {
+        let writer = tokio::task::spawn_blocking(move || -> Result<blake3::Hasher> {
             let mut file = file;
             file.set_len(start).io("cannot truncate", &writer_path)?;
             let mut hasher = blake3::Hasher::new();
@@ -136,7 +132,7 @@ impl Mirror {
                 file.write_all(&part).io("cannot write", &writer_path)?;
                 hasher.update(&part);
             }
-            Ok((file, hasher))
+            Ok(hasher)
         });
         if start > 0 {
             progress.advance(start);
@@ -152,8 +148,7 @@ impl Mirror {
         let written = writer.await.expect("the writer does not panic");
         // What was written before a failure stays: it is where the next pull resumes.
         downloaded?;
-        let (file, hasher) = written?;
-        Ok((file, hasher.finalize().into()))
+        Ok(written?.finalize().into())
     }
 
     /// `range` as parallel range requests of one part each, handed to the writer in order.

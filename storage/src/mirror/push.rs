@@ -138,16 +138,16 @@ impl Mirror {
         };
         if size <= part_size as u64 {
             // One request: read it all, check it, put it.
-            let mut whole = Vec::with_capacity(size as usize);
+            let mut chunks = Vec::new();
             while let Some(chunk) = receiver.recv().await {
-                whole.extend_from_slice(&chunk);
+                chunks.push(chunk);
             }
             let hashed = reader.await.expect("the reader does not panic")?;
             if hashed != id {
                 return Err(corrupt(hashed));
             }
             self.objects
-                .put(&key, PutPayload::from(whole))
+                .put(&key, chunks.into_iter().collect::<PutPayload>())
                 .await
                 .map_err(|e| self.error("upload", &key, e))?;
             progress.advance(size);

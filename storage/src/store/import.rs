@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::Store;
 use crate::error::IoContext;
-use crate::fsutil::{now_ms, remove_file_if_present};
+use crate::fsutil::{now_ms, read_only, remove_file_if_present};
 use crate::hash::{hash_file, BlobId};
 use crate::manifest::{FileEntry, Manifest, SCHEMA};
 use crate::name::ModelRef;
@@ -301,10 +301,4 @@ impl Store {
         };
         Ok(Some((id, outcome)))
     }
-}
-
-/// Blobs are never written after they are stored; a read-only mode keeps tools from trying.
-fn read_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444));
 }
