@@ -13,7 +13,6 @@
 //! `PULL_BENCH_CONCURRENCY` and `PULL_BENCH_PART_MIB` change porten's ranged setting;
 //! `PULL_BENCH_SKIP_MOTO` skips moto.
 
-#[allow(dead_code)]
 mod common;
 #[path = "../tests/support/fixtures.rs"]
 #[allow(dead_code)]
@@ -25,6 +24,7 @@ mod http;
 #[allow(dead_code)]
 mod s3;
 
+use common::{env_usize, median};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,8 +39,8 @@ use porten_storage::{
 const BUCKET: &str = "bench";
 
 fn main() {
-    let rounds: usize = env_number("PULL_BENCH_ROUNDS", 3);
-    let big_mib: usize = env_number("PULL_BENCH_BIG_MIB", 1024);
+    let rounds: usize = env_usize("PULL_BENCH_ROUNDS", 3);
+    let big_mib: usize = env_usize("PULL_BENCH_BIG_MIB", 1024);
     let work = tempfile::tempdir().unwrap();
     let big = work.path().join("big.gguf");
     fixtures::big_gguf(&big, big_mib, 11);
@@ -95,8 +95,8 @@ fn run(
     let url = format!("s3://{BUCKET}/models");
     let defaults = MirrorSettings::new(&url);
     let mirror = Mirror::open(MirrorSettings {
-        concurrency: env_number("PULL_BENCH_CONCURRENCY", defaults.concurrency),
-        part_size: (env_number("PULL_BENCH_PART_MIB", (defaults.part_size >> 20) as usize) as u64)
+        concurrency: env_usize("PULL_BENCH_CONCURRENCY", defaults.concurrency),
+        part_size: (env_usize("PULL_BENCH_PART_MIB", (defaults.part_size >> 20) as usize) as u64)
             << 20,
         ..defaults
     })
@@ -238,16 +238,4 @@ print(time.perf_counter() - started)
         .parse()
         .unwrap();
     Duration::from_secs_f64(secs)
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -6,34 +6,14 @@
 
 mod common;
 
-use common::{smollm2, Porten};
+use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
 
 const PROMPT: &str = "Write a short story about a lighthouse keeper.";
-
-struct Run {
-    ttft: Duration,
-    tokens: usize,
-    total: Duration,
-}
-
-impl Run {
-    /// Decode speed after the first token, the figure that measures streaming throughput.
-    fn tok_per_s(&self) -> f64 {
-        (self.tokens.saturating_sub(1)) as f64 / (self.total - self.ttft).as_secs_f64()
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn direct_run(model: &mistralrs::Model, max_tokens: usize) -> Run {
     let request = RequestBuilder::new()
@@ -97,11 +77,6 @@ fn http_run(addr: SocketAddr, max_tokens: usize) -> Run {
         tokens,
         total: start.elapsed(),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

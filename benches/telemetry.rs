@@ -14,15 +14,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::Porten;
+use common::{env_usize, median, Porten};
 use fake_opentelemetry_collector::FakeCollectorServer;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const BODY: &str = r#"{"model":"tiny","max_tokens":1,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -97,11 +90,6 @@ fn measure(addr: SocketAddr, clients: usize, secs: f64) -> (f64, Vec<f64>) {
         latencies.len() as f64 / started.elapsed().as_secs_f64(),
         latencies,
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Streaming overhead of porten's HTTP endpoint against mistral.rs in-process, and swap time
+# Streaming overhead of porten's HTTP endpoint against mistral.rs in-process; the same stream
+# through chat completions, the Responses API and the Anthropic Messages API; swap time
 # (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
 # what tracing and metrics cost a small request (telemetry on against off); and pulls from a
 # local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
 bash scripts/fetch-smollm2.sh >/dev/null
 cargo bench --bench stream_overhead
+cargo bench --bench dialects
 cargo bench --bench swap
 cargo bench --bench telemetry
 bash scripts/setup-test-deps.sh

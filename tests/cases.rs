@@ -2,9 +2,11 @@
 //! `expected.json` what must come back. A new case is a new folder, not new code.
 //!
 //! request.json: `method`, `path`, optional `headers`, and a body as `body` (JSON), `raw_body`
-//! (bytes as a string), or `raw_body_repeat` (`text` x `times`); `no_content_length` sends the
-//! body chunked. expected.json: `status`, optional `headers` (exact values), `error` (fields of
-//! the OpenAI error object, plus `message_contains`), `json` (JSON pointer -> exact value).
+//! (bytes as a string), or `raw_body_repeat` (`text` x `times`); `fill` (JSON pointer ->
+//! `text` x `times`) puts a long string into `body`; `no_content_length` sends the body
+//! chunked. expected.json: `status`, optional `headers` (exact values), `error` (fields of the
+//! OpenAI error object, plus `message_contains`), `anthropic_error` (`type` and
+//! `message_contains` of Anthropic's error shape), `json` (JSON pointer -> exact value).
 
 mod support;
 
@@ -17,6 +19,21 @@ use support::server::Porten;
 
 fn body_of(request: &Value) -> Vec<u8> {
     if let Some(body) = request.get("body") {
+        let mut body = body.clone();
+        for (pointer, fill) in request
+            .get("fill")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let text = fill["text"]
+                .as_str()
+                .unwrap()
+                .repeat(fill["times"].as_u64().unwrap() as usize);
+            *body
+                .pointer_mut(pointer)
+                .expect("fill names a field of body") = Value::String(text);
+        }
         return body.to_string().into_bytes();
     }
     if let Some(raw) = request.get("raw_body") {
@@ -102,6 +119,25 @@ fn run_case(server: &Porten, dir: &Path) -> Result<(), String> {
             }
         }
         for (key, want) in error {
+            if key == "message_contains" {
+                let message = got["message"].as_str().unwrap_or_default();
+                if !message.contains(want.as_str().unwrap()) {
+                    problems.push(format!("message {message:?} lacks {want}"));
+                }
+            } else if &got[key] != want {
+                problems.push(format!("error.{key} = {} instead of {want}", got[key]));
+            }
+        }
+    }
+    if let Some(error) = expected.get("anthropic_error").and_then(Value::as_object) {
+        if json["type"] != "error" || !json["error"]["message"].is_string() {
+            problems.push("not Anthropic's error shape".to_string());
+        }
+        if json["error"].get("code").is_some() || json["error"].get("param").is_some() {
+            problems.push("OpenAI's fields in Anthropic's error".to_string());
+        }
+        for (key, want) in error {
+            let got = &json["error"];
             if key == "message_contains" {
                 let message = got["message"].as_str().unwrap_or_default();
                 if !message.contains(want.as_str().unwrap()) {

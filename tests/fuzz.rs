@@ -1,5 +1,6 @@
-//! Thousands of malformed and hostile bodies: every answer must be a 4xx with an OpenAI error
-//! object, and the server must keep serving afterwards.
+//! Thousands of malformed and hostile bodies: every answer must be a 4xx in its API's error
+//! shape (OpenAI's object, or Anthropic's for `/v1/messages`), and the server must keep serving
+//! afterwards.
 
 mod support;
 
@@ -28,7 +29,36 @@ fn valid_body(endpoint: &str) -> Value {
             json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
         }
         "/v1/completions" => json!({"model": "tiny", "prompt": "hi", "max_tokens": 2}),
+        "/v1/responses" => json!({"model": "tiny", "input": "hi", "max_output_tokens": 2}),
+        "/v1/messages" => {
+            json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        }
         _ => json!({"model": "tiny-embed", "input": "hi"}),
+    }
+}
+
+/// Fields without which a body is invalid.
+fn required_fields(endpoint: &str) -> &'static [&'static str] {
+    match endpoint {
+        "/v1/chat/completions" => &["model", "messages"],
+        "/v1/completions" => &["model", "prompt"],
+        "/v1/responses" => &["model", "input"],
+        "/v1/messages" => &["model", "messages", "max_tokens"],
+        _ => &["model", "input"],
+    }
+}
+
+/// Whether `answer` is an error in `endpoint`'s API's shape.
+fn is_dialect_error(endpoint: &str, answer: &serde_json::Value) -> bool {
+    if endpoint == "/v1/messages" {
+        answer["type"] == "error"
+            && answer["error"]["type"].is_string()
+            && answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+    } else {
+        let error = &answer["error"];
+        error["message"].as_str().is_some_and(|m| !m.is_empty()) && error["type"].is_string()
     }
 }
 
@@ -61,7 +91,7 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
             let mut v = valid.clone();
             let keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
             let key = &keys[rng.below(keys.len())];
-            if key == "max_tokens" {
+            if key == "max_tokens" || key == "max_output_tokens" {
                 v[key] = json!(-(rng.below(1000) as i64) - 1);
             } else {
                 // A value of another JSON type is always invalid for these fields.
@@ -98,14 +128,8 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
         7 => {
             let mut v = valid.clone();
             let obj = v.as_object_mut().unwrap();
-            let required = if endpoint.contains("chat") {
-                ["model", "messages"]
-            } else if endpoint.contains("embeddings") {
-                ["model", "input"]
-            } else {
-                ["model", "prompt"]
-            };
-            obj.remove(required[rng.below(2)]);
+            let required = required_fields(endpoint);
+            obj.remove(required[rng.below(required.len())]);
             v.to_string().into_bytes()
         }
         // Garbage after a valid object.
@@ -117,9 +141,15 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
 fn malformed_bodies_get_openai_errors_and_the_server_survives() {
     let tiny = support::tiny_server(&[]);
     let server = &tiny.server;
-    let endpoints = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+    let endpoints = [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+    ];
     let mut rng = Rng(0x5eed);
-    let rounds = 3000;
+    let rounds = 4000;
     for round in 0..rounds {
         let endpoint = endpoints[rng.below(endpoints.len())];
         let body = mutate(&mut rng, endpoint);
@@ -137,10 +167,9 @@ fn malformed_bodies_get_openai_errors_and_the_server_survives() {
             answer.status,
             answer.text()
         );
-        let error = &answer.json()["error"];
         assert!(
-            error["message"].as_str().is_some_and(|m| !m.is_empty()) && error["type"].is_string(),
-            "round {round}: not an OpenAI error: {}",
+            is_dialect_error(endpoint, &answer.json()),
+            "round {round}: {endpoint} answered no error of its API: {}",
             answer.text()
         );
     }

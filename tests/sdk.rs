@@ -1,13 +1,14 @@
-//! The official OpenAI SDKs (Python from PyPI, JavaScript from npm), unmodified, against the
-//! real binary serving SmolLM2 and a tiny embedding model. `scripts/setup-test-deps.sh`
-//! installs them when missing.
+//! The official SDKs, unmodified, against the real binary serving SmolLM2 and the tiny models:
+//! OpenAI's (Python from PyPI, JavaScript from npm; chat, completions, embeddings and the
+//! Responses API), Anthropic's (Python) and the OpenAI Agents SDK (Python).
+//! `scripts/setup-test-deps.sh` installs them when missing.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use support::fixtures::write_tiny_embedding_model;
+use support::fixtures::{write_tiny_chat_model, write_tiny_embedding_model};
 use support::server::Porten;
 
 const KEY: &str = "sdk-test-key";
@@ -22,6 +23,7 @@ fn run_suite(server: &Porten, program: &Path, args: &[&str]) {
         .env("PORTEN_API_KEY", KEY)
         .env("PORTEN_CHAT_MODEL", "smollm2")
         .env("PORTEN_EMBED_MODEL", "tiny-embed")
+        .env("PORTEN_TINY_MODEL", "tiny")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let report = format!(
@@ -39,7 +41,7 @@ fn run_suite(server: &Porten, program: &Path, args: &[&str]) {
 }
 
 #[test]
-fn official_python_and_node_sdks_work_unmodified() {
+fn official_sdks_work_unmodified() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let setup = Command::new("bash")
         .arg(root.join("scripts/setup-test-deps.sh"))
@@ -50,8 +52,10 @@ fn official_python_and_node_sdks_work_unmodified() {
     let dir = tempfile::tempdir().unwrap();
     let embed = dir.path().join("tiny-embed");
     write_tiny_embedding_model(&embed);
+    let tiny = dir.path().join("tiny");
+    write_tiny_chat_model(&tiny);
     let server = Porten::with_models(
-        &[("smollm2", &gguf), ("tiny-embed", &embed)],
+        &[("smollm2", &gguf), ("tiny-embed", &embed), ("tiny", &tiny)],
         &["--api-key", KEY],
     );
     run_suite(

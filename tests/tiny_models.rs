@@ -113,7 +113,7 @@ fn streaming_is_sse_with_role_first_finish_last_usage_and_done() {
         .collect();
     assert_eq!(finishes.len(), 1, "exactly one finish chunk");
     assert!(content_chunks.last().unwrap()["choices"][0]["finish_reason"].is_string());
-    assert!(completion_tokens >= 1 && completion_tokens <= 8);
+    assert!((1..=8).contains(&completion_tokens));
 }
 
 #[test]

@@ -1,10 +1,43 @@
 //! Shared by the benchmarks.
+// Each benchmark is its own crate and uses only some of these.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
+
+/// The median of `values` (the upper one of an even count).
+pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("comparable values"));
+    values[values.len() / 2]
+}
+
+/// A whole number from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One streamed answer, timed.
+pub struct StreamRun {
+    /// Until its first token.
+    pub ttft: Duration,
+    /// Tokens streamed.
+    pub tokens: usize,
+    /// Until its end.
+    pub total: Duration,
+}
+
+impl StreamRun {
+    /// Decode speed after the first token, the figure that measures streaming throughput.
+    pub fn tok_per_s(&self) -> f64 {
+        (self.tokens.saturating_sub(1)) as f64 / (self.total - self.ttft).as_secs_f64()
+    }
+}
 
 /// SmolLM2's GGUF file: `PORTEN_SMOLLM2_GGUF`, else fetched by `scripts/fetch-smollm2.sh`.
-#[allow(dead_code)] // not every benchmark runs SmolLM2
 pub fn smollm2() -> PathBuf {
     if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
         return p.into();

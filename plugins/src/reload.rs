@@ -20,8 +20,12 @@ pub struct Reloading<P> {
     /// The file's name, which a reload does not change.
     name: String,
     load: Box<Load<P>>,
-    current: RwLock<(Arc<P>, Option<(SystemTime, u64)>)>,
+    /// The plugin in use, and the stamp of the file it was loaded from.
+    current: RwLock<(Arc<P>, Option<FileStamp>)>,
 }
+
+/// A file's modification time and size: when either changes, the plugin is reloaded.
+type FileStamp = (SystemTime, u64);
 
 impl<P: Send + Sync + 'static> Reloading<P> {
     fn new(
@@ -91,7 +95,7 @@ impl<P: Send + Sync + 'static> Reloading<P> {
 }
 
 /// What identifies a version of the file: its modification time and size.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+fn stamp(path: &Path) -> Option<FileStamp> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }

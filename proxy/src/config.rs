@@ -10,7 +10,7 @@ use crate::residency::KeepAlive;
 use crate::{Error, Result};
 
 /// How much memory loaded models may take, and how long idle ones stay (`[memory]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryConfig {
     /// MiB that loaded models may take together (`PORTEN_VRAM_BUDGET_MB`): GPU memory with
@@ -20,15 +20,6 @@ pub struct MemoryConfig {
     /// How long a model stays loaded after its last request (`PORTEN_KEEP_ALIVE`): seconds or
     /// `"30s"`, `"5m"`, `"1h"`; `-1` keeps models until memory is needed.
     pub keep_alive: KeepAlive,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        Self {
-            budget_mb: None,
-            keep_alive: KeepAlive::default(),
-        }
-    }
 }
 
 /// How the HTTP server listens and guards its door.
@@ -45,6 +36,29 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     pub shutdown_grace_secs: u64,
+    /// Stored responses of the Responses API (`[server.responses]`).
+    pub responses: ResponsesConfig,
+}
+
+/// How many Responses API responses are kept for `previous_response_id` and `GET`, and for how
+/// long: in memory, so a restart forgets them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// MiB the stored responses may take together; past it the least useful go first.
+    /// 0 keeps none.
+    pub store_mb: u64,
+    /// Seconds a stored response is kept after it was made.
+    pub max_age_secs: u64,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        Self {
+            store_mb: 64,
+            max_age_secs: 24 * 60 * 60,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -54,6 +68,7 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 30,
+            responses: ResponsesConfig::default(),
         }
     }
 }
@@ -66,6 +81,11 @@ impl ServerConfig {
                 "server.max_body_bytes = {} is too small to hold a request; use at least 1024",
                 self.max_body_bytes
             )));
+        }
+        if self.responses.max_age_secs == 0 {
+            return Err(Error::Config(
+                "server.responses.max_age_secs must be at least 1".into(),
+            ));
         }
         if self.api_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(Error::Config(
@@ -140,6 +160,86 @@ pub struct ModelSpec {
     /// Load it at start-up instead of on its first request.
     #[serde(default)]
     pub preload: bool,
+    /// Sampling for requests that leave it out (`[models.sampling]`), as an Ollama Modelfile's
+    /// `PARAMETER` lines: these win over the model's `generation_config.json`, a request's own
+    /// values win over both. Agents such as Codex send no temperature at all.
+    #[serde(default)]
+    pub sampling: SamplingDefaults,
+}
+
+/// A model's default sampling (`[models.sampling]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingDefaults {
+    /// Temperature, 0 (greedy) to 2.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass, (0, 1].
+    pub top_p: Option<f64>,
+    /// Sample from the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Min-p sampling, 0 to 1.
+    pub min_p: Option<f64>,
+    /// Repetition penalty, > 0.
+    pub repetition_penalty: Option<f32>,
+    /// Most tokens an answer may have when the request says nothing (still capped by the room
+    /// left in the context).
+    pub max_tokens: Option<usize>,
+}
+
+impl SamplingDefaults {
+    /// `defaults` (the model's own, from `generation_config.json`) with these on top.
+    pub fn over(
+        &self,
+        defaults: Option<mistralrs::ModelGenerationDefaults>,
+    ) -> Option<mistralrs::ModelGenerationDefaults> {
+        if *self == Self::default() {
+            return defaults;
+        }
+        let mut merged = defaults.unwrap_or_default();
+        match self.temperature {
+            // mistral.rs reads a default temperature of 0 as "no temperature"; greedy is
+            // what it means.
+            Some(0.0) => {
+                merged.do_sample = Some(false);
+                merged.temperature = None;
+            }
+            Some(t) => {
+                merged.do_sample = Some(true);
+                merged.temperature = Some(t);
+            }
+            None => {}
+        }
+        merged.top_p = self.top_p.or(merged.top_p);
+        merged.top_k = self.top_k.or(merged.top_k);
+        merged.min_p = self.min_p.or(merged.min_p);
+        merged.repetition_penalty = self.repetition_penalty.or(merged.repetition_penalty);
+        merged.max_new_tokens = self.max_tokens.or(merged.max_new_tokens);
+        Some(merged)
+    }
+
+    fn validate(&self, id: &str) -> Result<()> {
+        let bad = |what: &str| {
+            Err(Error::Config(format!(
+                "model `{id}`: [models.sampling] {what}"
+            )))
+        };
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return bad("temperature must be between 0 and 2");
+        }
+        if self.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+            return bad("top_p must be above 0 and at most 1");
+        }
+        if self.min_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+            return bad("min_p must be between 0 and 1");
+        }
+        if self.repetition_penalty.is_some_and(|p| p <= 0.0) {
+            return bad("repetition_penalty must be above 0");
+        }
+        if self.max_tokens == Some(0) {
+            return bad("max_tokens must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Four sequences at once, as Ollama's `OLLAMA_NUM_PARALLEL`: each one has a KV cache of its
@@ -165,6 +265,7 @@ impl ModelSpec {
             context_length: None,
             keep_alive: None,
             preload: false,
+            sampling: SamplingDefaults::default(),
         }
     }
 
@@ -194,6 +295,59 @@ impl ModelSpec {
                 self.id
             )));
         }
-        Ok(())
+        self.sampling.validate(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_sampling_wins_over_the_model_s_own_and_zero_means_greedy() {
+        let own = mistralrs::ModelGenerationDefaults {
+            temperature: Some(0.7),
+            top_p: Some(0.9),
+            ..Default::default()
+        };
+        let configured = SamplingDefaults {
+            temperature: Some(0.2),
+            max_tokens: Some(64),
+            ..Default::default()
+        };
+        let merged = configured.over(Some(own.clone())).unwrap();
+        assert_eq!(merged.temperature, Some(0.2));
+        assert_eq!(
+            merged.top_p,
+            Some(0.9),
+            "what is not configured stays the model's"
+        );
+        assert_eq!(merged.max_new_tokens, Some(64));
+        let greedy = SamplingDefaults {
+            temperature: Some(0.0),
+            ..Default::default()
+        };
+        let params = crate::engine::SamplingRequest::default()
+            .into_params(greedy.over(None).as_ref())
+            .unwrap();
+        assert_eq!((params.temperature, params.top_k), (None, Some(1)));
+        assert_eq!(
+            SamplingDefaults::default()
+                .over(Some(own))
+                .unwrap()
+                .temperature,
+            Some(0.7)
+        );
+    }
+
+    #[test]
+    fn out_of_range_sampling_defaults_name_the_model() {
+        let mut spec = ModelSpec::new("m", "/x");
+        spec.sampling.temperature = Some(3.0);
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("`m`") && error.contains("temperature"),
+            "{error}"
+        );
     }
 }

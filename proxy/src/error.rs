@@ -1,5 +1,5 @@
 //! The one error type of `porten-proxy`. Every failure a request can meet is a variant here;
-//! `crate::http::respond` is the single place that turns it into an OpenAI error response.
+//! each dialect turns it into its own error shape in one place (`crate::dialects::*::error`).
 
 /// Where a failure came from, so callers (and logs) can tell a bad request from a broken engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,19 @@ pub enum Error {
     /// The request names a model this server does not serve.
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
+    /// The prompt leaves no room for an answer in the model's context.
+    #[error("{}", context_message(*prompt_tokens, *max_tokens, *limit))]
+    ContextLengthExceeded {
+        /// Tokens in the prompt, after the chat template.
+        prompt_tokens: usize,
+        /// The output limit the request asked for, if any.
+        max_tokens: Option<usize>,
+        /// Tokens a sequence may hold.
+        limit: usize,
+    },
+    /// A stored response that does not exist (or no longer does).
+    #[error("Response with id `{0}` not found; stored responses are kept for a limited time")]
+    ResponseNotFound(String),
     /// The model exists but cannot serve this kind of request (chat on an embedding model...).
     #[error("{0}")]
     WrongModelKind(String),
@@ -117,6 +130,18 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+fn context_message(prompt_tokens: usize, max_tokens: Option<usize>, limit: usize) -> String {
+    let asked = match max_tokens {
+        Some(n) => format!(", and {n} tokens were asked for the answer"),
+        None => String::new(),
+    };
+    format!(
+        "This model's maximum context length is {limit} tokens. However, your messages resulted \
+         in {prompt_tokens} tokens{asked}, which leaves no room for an answer. Please reduce the \
+         length of the messages (or raise the model's context_length)."
+    )
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -134,6 +159,8 @@ impl Error {
         match self {
             Error::InvalidRequest { .. }
             | Error::ModelNotFound(_)
+            | Error::ContextLengthExceeded { .. }
+            | Error::ResponseNotFound(_)
             | Error::WrongModelKind(_)
             | Error::RouteNotFound { .. }
             | Error::MetricsOff

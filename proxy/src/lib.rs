@@ -1,4 +1,5 @@
-//! porten's OpenAI-compatible HTTP server and the models it hosts in-process with mistral.rs.
+//! porten's HTTP server (OpenAI's, the Responses and Anthropic's APIs on one port) and the models
+//! it hosts in-process with mistral.rs.
 //!
 //! ```no_run
 //! # async fn run() -> porten_proxy::Result<()> {
@@ -18,11 +19,12 @@
 
 pub mod admission;
 pub mod config;
+pub mod dialects;
 pub mod engine;
 mod error;
+pub mod generation;
 pub mod http;
 pub mod models;
-pub mod openai;
 pub mod residency;
 mod routes;
 pub mod telemetry;

@@ -94,6 +94,8 @@ pub struct Admitted {
     // The lease goes before the slot: the model is released before the next request enters.
     lease: residency::Lease<LoadedModel>,
     _slot: Slot,
+    /// Tokens a sequence may hold, prompt and answer: the context its memory estimate sized.
+    pub context_length: u64,
 }
 
 impl std::ops::Deref for Admitted {
@@ -202,6 +204,7 @@ impl ModelRegistry {
         Ok(Admitted {
             lease,
             _slot: entered,
+            context_length: slot.load_settings.context,
         })
     }
 

@@ -54,6 +54,31 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// The events of a named SSE body (`event: NAME` then `data: JSON`), checking that each
+    /// ends with a blank line and that its `type` repeats its name; comments are skipped.
+    pub fn named_events(&self) -> Vec<(String, Value)> {
+        let text = self.text();
+        assert!(
+            text.ends_with("\n\n"),
+            "SSE body must end with a blank line: {text:?}"
+        );
+        text.split("\n\n")
+            .filter(|e| !e.is_empty() && !e.starts_with(':'))
+            .map(|e| {
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .and_then(|rest| rest.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("not a named event: {e:?}"));
+                let data: Value = serde_json::from_str(data)
+                    .unwrap_or_else(|err| panic!("event data is not JSON ({err}): {data}"));
+                assert_eq!(data["type"], name, "`type` repeats the event's name");
+                (name.to_string(), data)
+            })
+            .collect()
+    }
+}
+
 /// Sends `method path` with `headers` and `body`, and reads the whole answer.
 pub fn send(
     addr: SocketAddr,

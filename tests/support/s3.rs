@@ -149,7 +149,7 @@ impl FlakyProxy {
                 let n = count.load(Ordering::SeqCst);
                 if n < failures && connection % 2 == 0 {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let status = if n % 2 == 0 {
+                    let status = if n.is_multiple_of(2) {
                         "503 Service Unavailable"
                     } else {
                         "500 Internal Server Error"

@@ -214,9 +214,14 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
         ModelCategory::Embedding => ModelKind::Embedding,
         _ => ModelKind::Chat,
     };
+    let grammar_stops = match kind {
+        ModelKind::Chat => super::grammar_stops(&model).await,
+        ModelKind::Embedding => Vec::new(),
+    };
     Ok(LoadedModel {
         kind,
-        generation_defaults: config.generation_defaults,
+        generation_defaults: spec.sampling.over(config.generation_defaults),
+        grammar_stops,
         model: Arc::new(model),
     })
 }

@@ -1,22 +1,21 @@
-//! The in-process mistral.rs engine: loading a model from local files, turning OpenAI requests
-//! into mistral.rs requests, and mistral.rs answers back into OpenAI ones.
+//! The in-process mistral.rs engine: loading a model from local files, handing it jobs and
+//! counting a prompt's tokens. What a job says comes from the dialects, through
+//! `crate::generation`; the engine knows no wire format.
 
-mod chat_request;
 mod load;
-mod output;
 mod sampling;
 
 use std::sync::Arc;
 
-use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams};
+use either::Either;
+use mistralrs::core::TokenizationRequest;
+use mistralrs::{
+    Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams, StopTokens,
+};
 use tokio::sync::mpsc;
 
-pub use chat_request::{chat_job, ChatJob};
 pub use load::{expected_source, load_model, resolve_source, ModelSource};
-pub use output::{
-    chat_chunk, chat_completion, completion_chunk_text, finish_reason, logprobs_json,
-};
-pub use sampling::{completion_sampling, SamplingRequest};
+pub use sampling::SamplingRequest;
 
 use crate::{Error, Result};
 
@@ -45,6 +44,8 @@ pub struct LoadedModel {
     pub kind: ModelKind,
     /// Sampling defaults from the model's `generation_config.json`, if any.
     pub generation_defaults: Option<mistralrs::ModelGenerationDefaults>,
+    /// The end-of-text tokens a grammar may end on, as stop strings: see [`grammar_stops`].
+    grammar_stops: Vec<String>,
     model: Arc<mistralrs::Model>,
 }
 
@@ -71,9 +72,13 @@ impl LoadedModel {
     /// receiver cancels the generation: the engine stops the sequence at its next failed send.
     pub async fn submit(&self, job: EngineJob) -> Result<mpsc::Receiver<Response>> {
         let (tx, rx) = mpsc::channel(64);
+        let mut sampling = job.sampling;
+        if !matches!(job.constraint, Constraint::None) {
+            stop_also_on(&mut sampling, &self.grammar_stops);
+        }
         let request = Request::Normal(Box::new(NormalRequest {
             messages: job.message,
-            sampling_params: job.sampling,
+            sampling_params: sampling,
             response: tx,
             return_logprobs: job.logprobs,
             is_streaming: job.streaming,
@@ -100,6 +105,80 @@ impl LoadedModel {
         Ok(rx)
     }
 
+    /// The number of tokens `message` is to the model, after its chat template (with `tools`),
+    /// as the engine will see it.
+    pub async fn count_tokens(
+        &self,
+        message: &RequestMessage,
+        tools: Option<&[mistralrs::Tool]>,
+    ) -> Result<usize> {
+        let text = match message {
+            RequestMessage::Chat { messages, .. } => Either::Left(messages.clone()),
+            RequestMessage::Completion { text, .. } => Either::Right(text.clone()),
+            RequestMessage::CompletionTokens(ids) => return Ok(ids.len()),
+            RequestMessage::Embedding { prompt } => Either::Right(prompt.clone()),
+            RequestMessage::EmbeddingTokens { prompt } => return Ok(prompt.len()),
+            _ => {
+                return Err(Error::Engine(
+                    "cannot count the tokens of this request".into(),
+                ))
+            }
+        };
+        let enable_thinking = match message {
+            RequestMessage::Chat {
+                enable_thinking, ..
+            } => *enable_thinking,
+            _ => None,
+        };
+        self.tokenize(text, tools.map(<[_]>::to_vec), enable_thinking)
+            .await
+            .map(|ids| ids.len())
+    }
+
+    async fn tokenize(
+        &self,
+        text: Either<Vec<TemplateMessage>, String>,
+        tools: Option<Vec<mistralrs::Tool>>,
+        enable_thinking: Option<bool>,
+    ) -> Result<Vec<u32>> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Tokenize(TokenizationRequest {
+            text,
+            tools,
+            // As the engine itself renders a chat prompt: generation prompt and specials on.
+            add_generation_prompt: true,
+            add_special_tokens: true,
+            enable_thinking,
+            reasoning_effort: None,
+            response: tx,
+        });
+        let sender = self
+            .model
+            .inner()
+            .get_sender(None)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        // mistral.rs panics its engine thread when the answer to a tokenization finds its
+        // receiver gone, so the wait must outlive a client that leaves: it runs in a task of
+        // its own, which this request only joins.
+        let exchange = tokio::spawn(async move {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| Error::Engine("the engine has stopped".into()))?;
+            match rx.recv().await {
+                Some(Ok(ids)) => Ok(ids),
+                Some(Err(e)) => Err(Error::InvalidRequest {
+                    message: format!("the prompt cannot be rendered for this model: {e}"),
+                    param: None,
+                }),
+                None => Err(Error::Engine("the engine dropped the request".into())),
+            }
+        });
+        exchange
+            .await
+            .map_err(|e| Error::Engine(format!("tokenizing failed: {e}")))?
+    }
+
     /// Embeds one input (text or tokens) and returns the vector and its token count.
     pub async fn embed(&self, message: RequestMessage) -> Result<(Vec<f32>, usize)> {
         let mut rx = self
@@ -122,6 +201,57 @@ impl LoadedModel {
             Some(other) => Err(engine_failure(other)),
             None => Err(Error::Engine("the engine dropped the request".into())),
         }
+    }
+}
+
+/// One message as chat templates read it: `role`, `content`, and `tool_calls` and friends.
+pub type TemplateMessage = indexmap::IndexMap<String, mistralrs::MessageContent>;
+
+/// Special tokens that end a text, as llguidance names them. A grammar that is complete allows
+/// only its end-of-text token, which is not always the model's own end of turn (SmolLM2: the
+/// grammar's `<|endoftext|>`, the chat's `<|im_end|>`); mistral.rs 0.8 then keeps sampling the
+/// grammar's token, which prints as nothing, until `max_tokens`. Stopping on these as well ends
+/// a constrained answer when its grammar is done.
+const GRAMMAR_EOS_CANDIDATES: [&str; 5] = [
+    "<|endoftext|>",
+    "</s>",
+    "<|end_of_text|>",
+    "<eos>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+];
+
+/// The [`GRAMMAR_EOS_CANDIDATES`] that `model` has as a single token (the only form mistral.rs
+/// stops on without printing them).
+pub(crate) async fn grammar_stops(model: &mistralrs::Model) -> Vec<String> {
+    let mut stops = Vec::new();
+    for candidate in GRAMMAR_EOS_CANDIDATES {
+        if let Ok(ids) = model
+            .tokenize(
+                Either::Right(candidate.to_string()),
+                None,
+                true,
+                false,
+                None,
+            )
+            .await
+        {
+            if ids.len() == 1 {
+                stops.push(candidate.to_string());
+            }
+        }
+    }
+    stops
+}
+
+fn stop_also_on(sampling: &mut SamplingParams, extra: &[String]) {
+    if extra.is_empty() {
+        return;
+    }
+    match &mut sampling.stop_toks {
+        None => sampling.stop_toks = Some(StopTokens::Seqs(extra.to_vec())),
+        Some(StopTokens::Seqs(seqs)) => seqs.extend(extra.iter().cloned()),
+        // Token-id stops come from no dialect; leave them alone.
+        Some(StopTokens::Ids(_)) => {}
     }
 }
 

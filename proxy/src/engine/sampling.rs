@@ -1,11 +1,10 @@
-//! Sampling parameters shared by chat and text completions: validated here, once, with the
-//! name of the offending field in every error.
+//! Sampling parameters shared by every dialect: validated here, once, with the name of the
+//! offending field in every error.
 
 use std::collections::HashMap;
 
 use mistralrs::{ModelGenerationDefaults, SamplingParams, StopTokens};
 
-use crate::openai::{CompletionRequest, StopSequences};
 use crate::{Error, Result};
 
 /// Most choices one request may ask for.
@@ -26,8 +25,8 @@ pub struct SamplingRequest {
     pub min_p: Option<f64>,
     /// The effective token limit and the field it came from.
     pub max_tokens: Option<(u64, &'static str)>,
-    /// `stop`.
-    pub stop: Option<StopSequences>,
+    /// Stop sequences, and the field they came from (`stop`, `stop_sequences`).
+    pub stop: Option<(Vec<String>, &'static str)>,
     /// `presence_penalty`.
     pub presence_penalty: Option<f32>,
     /// `frequency_penalty`.
@@ -82,20 +81,23 @@ impl SamplingRequest {
                 ));
             }
         }
-        let stop = match self.stop.map(StopSequences::into_vec) {
-            Some(v) if v.len() > MAX_STOP => {
+        let stop = match self.stop {
+            Some((v, field)) if v.len() > MAX_STOP => {
                 return Err(Error::invalid(
-                    "stop",
+                    field,
                     format!(
-                        "`stop` may hold at most {MAX_STOP} sequences; got {}",
+                        "`{field}` may hold at most {MAX_STOP} sequences; got {}",
                         v.len()
                     ),
                 ))
             }
-            Some(v) if v.iter().any(String::is_empty) => {
-                return Err(Error::invalid("stop", "`stop` sequences must not be empty"))
+            Some((v, field)) if v.iter().any(String::is_empty) => {
+                return Err(Error::invalid(
+                    field,
+                    format!("`{field}` sequences must not be empty"),
+                ))
             }
-            Some(v) if !v.is_empty() => Some(StopTokens::Seqs(v)),
+            Some((v, _)) if !v.is_empty() => Some(StopTokens::Seqs(v)),
             _ => None,
         };
         let logits_bias = self.logit_bias.map(parse_logit_bias).transpose()?;
@@ -154,24 +156,6 @@ fn parse_logit_bias(bias: HashMap<String, f32>) -> Result<HashMap<u32, f32>> {
             Ok((id, value))
         })
         .collect()
-}
-
-/// The sampling fields of a text completion request (OpenAI's default limit there: 16 tokens).
-pub fn completion_sampling(req: &CompletionRequest) -> SamplingRequest {
-    SamplingRequest {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: None,
-        max_tokens: Some((req.max_tokens.unwrap_or(16), "max_tokens")),
-        stop: req.stop.clone(),
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        repetition_penalty: None,
-        logit_bias: req.logit_bias.clone(),
-        n: req.n,
-        top_logprobs: None,
-    }
 }
 
 #[cfg(test)]
@@ -257,7 +241,7 @@ mod tests {
     #[test]
     fn stop_strings_become_stop_sequences() {
         let params = SamplingRequest {
-            stop: Some(StopSequences::One("\n\n".into())),
+            stop: Some((vec!["\n\n".into()], "stop")),
             ..Default::default()
         }
         .into_params(None)

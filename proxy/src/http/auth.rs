@@ -1,4 +1,5 @@
-//! API keys: `Authorization: Bearer KEY`, compared in constant time.
+//! API keys: `Authorization: Bearer KEY` (OpenAI's clients) or `x-api-key: KEY` (Anthropic's),
+//! compared in constant time.
 
 use http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
@@ -30,16 +31,19 @@ impl ApiKeys {
         if self.keys.is_empty() {
             return Ok(());
         }
-        let presented = headers
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
-            })
+            });
+        let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        let presented = bearer
+            .or(x_api_key)
             .map(str::trim)
             .ok_or(Error::Unauthorized(
-                "Missing API key: send it as `Authorization: Bearer KEY`",
+                "Missing API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`",
             ))?;
         // Compare against every key without stopping early, so timing does not tell which
         // key (or how much of one) matched. Only a key's length can show through.
@@ -84,5 +88,15 @@ mod tests {
         assert!(
             matches!(keys.check(&headers(None)), Err(Error::Unauthorized(m)) if m.contains("Missing"))
         );
+    }
+
+    #[test]
+    fn anthropic_clients_may_send_the_key_as_x_api_key() {
+        let keys = ApiKeys::new(&["alpha".into()]);
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("alpha"));
+        assert!(keys.check(&h).is_ok());
+        h.insert("x-api-key", HeaderValue::from_static("alpha2"));
+        assert!(keys.check(&h).is_err());
     }
 }

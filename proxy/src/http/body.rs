@@ -80,7 +80,7 @@ fn missing_field(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::ChatCompletionRequest;
+    use crate::dialects::openai::wire::ChatCompletionRequest;
 
     fn param_of(body: &str) -> (Option<String>, String) {
         match parse_json::<ChatCompletionRequest>(body.as_bytes()) {

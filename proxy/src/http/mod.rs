@@ -7,8 +7,10 @@ pub mod respond;
 mod router;
 mod server;
 pub mod sse;
+mod state;
 
 pub use auth::ApiKeys;
 pub use body::read_json;
 pub use respond::Body;
-pub use server::{BoundServer, MetricsText, ServerState};
+pub use server::BoundServer;
+pub use state::{MetricsText, ServerState};

@@ -1,14 +1,14 @@
-//! The one place where an [`Error`] becomes an HTTP response: OpenAI's error object, the right
-//! status, `Retry-After` and `Allow` where they apply, and no internals in the message.
+//! What every dialect's responses share: a JSON body, the status an error carries, its
+//! `Retry-After` and `Allow` headers, and its message cleaned of internals. Each dialect turns
+//! an [`Error`] into its own error body in one place (`dialects::*::error`).
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use serde::Serialize;
 
-use crate::openai::{ErrorObject, ErrorResponse};
 use crate::Error;
 
 /// Every response body porten sends.
@@ -26,56 +26,35 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     response
 }
 
-/// Status, OpenAI `type` and `code` of an error.
-pub fn classify(error: &Error) -> (StatusCode, &'static str, Option<&'static str>) {
+/// The HTTP status of an error, in every dialect unless it says otherwise.
+pub fn status(error: &Error) -> StatusCode {
     use StatusCode as S;
-    const INVALID: &str = "invalid_request_error";
-    const SERVER: &str = "server_error";
     match error {
-        Error::InvalidRequest { .. } => (S::BAD_REQUEST, INVALID, None),
-        Error::WrongModelKind(_) => (S::BAD_REQUEST, INVALID, Some("model_not_supported")),
-        Error::ModelNotFound(_) => (S::NOT_FOUND, INVALID, Some("model_not_found")),
-        Error::RouteNotFound { .. } => (S::NOT_FOUND, INVALID, Some("unknown_url")),
-        Error::MetricsOff => (S::NOT_FOUND, INVALID, Some("metrics_disabled")),
-        Error::MethodNotAllowed { .. } => {
-            (S::METHOD_NOT_ALLOWED, INVALID, Some("method_not_allowed"))
+        Error::InvalidRequest { .. }
+        | Error::WrongModelKind(_)
+        | Error::ContextLengthExceeded { .. } => S::BAD_REQUEST,
+        Error::ModelNotFound(_)
+        | Error::RouteNotFound { .. }
+        | Error::MetricsOff
+        | Error::ResponseNotFound(_) => S::NOT_FOUND,
+        Error::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
+        Error::Unauthorized(_) => S::UNAUTHORIZED,
+        Error::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+        Error::Overloaded { .. } | Error::ModelUnavailable { .. } | Error::ShuttingDown => {
+            S::SERVICE_UNAVAILABLE
         }
-        Error::Unauthorized(_) => (
-            S::UNAUTHORIZED,
-            "authentication_error",
-            Some("invalid_api_key"),
-        ),
-        Error::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, INVALID, Some("request_too_large")),
-        Error::Overloaded { .. } => (S::SERVICE_UNAVAILABLE, SERVER, Some("model_overloaded")),
-        Error::ModelUnavailable { .. } => {
-            (S::SERVICE_UNAVAILABLE, SERVER, Some("model_unavailable"))
-        }
-        Error::ShuttingDown => (S::SERVICE_UNAVAILABLE, SERVER, Some("shutting_down")),
         // Retrying cannot help: 507 rather than a 503 that clients would retry.
-        Error::WillNotFit { .. } => (S::INSUFFICIENT_STORAGE, SERVER, Some("model_too_large")),
-        Error::Engine(_) => (S::INTERNAL_SERVER_ERROR, SERVER, Some("engine_error")),
-        Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
-            (S::INTERNAL_SERVER_ERROR, SERVER, Some("internal_error"))
+        Error::WillNotFit { .. } => S::INSUFFICIENT_STORAGE,
+        Error::Engine(_) | Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
+            S::INTERNAL_SERVER_ERROR
         }
     }
 }
 
-/// The error's kind in one word (its OpenAI code, else its type): telemetry's `error.type`.
-pub fn error_type(error: &Error) -> &'static str {
-    let (_, kind, code) = classify(error);
-    code.unwrap_or(kind)
-}
-
-/// The error object for `error`, as sent in a response body or an SSE event.
-pub fn error_object(error: &Error) -> ErrorResponse {
-    let (_, kind, code) = classify(error);
-    let param = match error {
-        Error::InvalidRequest { param, .. } => param.clone(),
-        Error::ModelNotFound(_) | Error::WrongModelKind(_) => Some("model".into()),
-        _ => None,
-    };
-    let message = match error {
-        // Engine messages can carry paths and backtraces: keep the first line, bounded.
+/// The message a client sees: engine messages can carry paths and backtraces, so only their
+/// first line, bounded; porten's own failures say where the details are instead.
+pub fn client_message(error: &Error) -> String {
+    match error {
         Error::Engine(_) | Error::ModelUnavailable { .. } => {
             let text = error.to_string();
             let first = text.lines().next().unwrap_or_default();
@@ -85,22 +64,11 @@ pub fn error_object(error: &Error) -> ErrorResponse {
             "internal server error; the server log has the details".into()
         }
         other => other.to_string(),
-    };
-    ErrorResponse {
-        error: ErrorObject {
-            message,
-            kind,
-            param,
-            code,
-        },
     }
 }
 
-/// The response for a failed request.
-pub fn error(error: &Error) -> Response<Body> {
-    let (status, _, _) = classify(error);
-    let mut response = json(status, &error_object(error));
-    let headers = response.headers_mut();
+/// `Retry-After` and `Allow`, where the error calls for them.
+pub fn add_error_headers(error: &Error, headers: &mut HeaderMap) {
     match error {
         Error::Overloaded {
             retry_after_secs, ..
@@ -115,7 +83,6 @@ pub fn error(error: &Error) -> Response<Body> {
         }
         _ => {}
     }
-    response
 }
 
 #[cfg(test)]
@@ -123,35 +90,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overloaded_is_503_with_retry_after() {
-        let r = error(&Error::Overloaded {
-            model: "m".into(),
-            queued: 3,
-            retry_after_secs: 2,
-        });
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
-    }
-
-    #[test]
     fn internal_errors_do_not_leak_details() {
-        let body = error_object(&Error::ModelLoad {
+        let message = client_message(&Error::ModelLoad {
             id: "m".into(),
             path: "/secret/place".into(),
             reason: "boom".into(),
         });
-        assert!(
-            !body.error.message.contains("/secret"),
-            "{}",
-            body.error.message
-        );
+        assert!(!message.contains("/secret"), "{message}");
     }
 
     #[test]
     fn engine_errors_keep_only_their_first_line() {
-        let body = error_object(&Error::Engine(
+        let message = client_message(&Error::Engine(
             "bad thing\n  at frame 1\n  at frame 2".into(),
         ));
-        assert_eq!(body.error.message, "The model engine failed: bad thing");
+        assert_eq!(message, "The model engine failed: bad thing");
+    }
+
+    #[test]
+    fn overload_and_wrong_methods_say_when_and_what_instead() {
+        let mut headers = HeaderMap::new();
+        add_error_headers(
+            &Error::Overloaded {
+                model: "m".into(),
+                queued: 3,
+                retry_after_secs: 2,
+            },
+            &mut headers,
+        );
+        assert_eq!(headers[header::RETRY_AFTER], "2");
+        let mut headers = HeaderMap::new();
+        add_error_headers(
+            &Error::MethodNotAllowed {
+                method: "PUT".into(),
+                path: "/v1/responses/x".into(),
+                allowed: "GET, DELETE",
+            },
+            &mut headers,
+        );
+        assert_eq!(headers[header::ALLOW], "GET, DELETE");
     }
 }

@@ -1,18 +1,21 @@
 //! Which handler serves a request: the route table, 404 for unknown paths, 405 with `Allow`
-//! for known paths under the wrong method, and API keys in front of `/v1`.
+//! for known paths under the wrong method, and API keys in front of `/v1` and `/admin`.
+
+use std::sync::Arc;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::respond::Body;
-use super::server::ServerState;
+use super::state::ServerState;
+use crate::dialects::{anthropic, openai, responses};
 use crate::routes;
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// Serves `req`, which [`route_template`] placed on `route`, or says why not.
 pub async fn route(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     req: Request<Incoming>,
     route: &'static str,
     exchange: &Exchange,
@@ -22,15 +25,19 @@ pub async fn route(
     if route == UNKNOWN {
         return Err(not_found(&method, &path));
     }
-    let (wanted, allowed) = match route {
+    let allowed = match route {
         "/v1/chat/completions"
         | "/v1/completions"
         | "/v1/embeddings"
+        | "/v1/responses"
+        | "/v1/messages"
+        | "/v1/messages/count_tokens"
         | "/admin/models/{model}/load"
-        | "/admin/models/{model}/unload" => (Method::POST, "POST"),
-        _ => (Method::GET, "GET"),
+        | "/admin/models/{model}/unload" => "POST",
+        "/v1/responses/{response_id}" => "GET, DELETE",
+        _ => "GET",
     };
-    if method != wanted {
+    if !allowed.split(", ").any(|m| m == method.as_str()) {
         return Err(Error::MethodNotAllowed {
             method: method.to_string(),
             path,
@@ -48,11 +55,21 @@ pub async fn route(
         "/admin/events" => routes::admin::events(state, req.uri().query()),
         "/admin/models/{model}/load" => routes::admin::load(state, admin_model(&path)).await,
         "/admin/models/{model}/unload" => routes::admin::unload(state, admin_model(&path)).await,
-        "/v1/chat/completions" => routes::chat::chat_completions(state, req, exchange).await,
-        "/v1/completions" => routes::completions::completions(state, req, exchange).await,
-        "/v1/embeddings" => routes::embeddings::embeddings(state, req, exchange).await,
-        "/v1/models" => Ok(routes::models::list(state)),
-        "/v1/models/{model}" => routes::models::get(state, &path["/v1/models/".len()..]),
+        "/v1/chat/completions" => openai::chat_completions(state, req, exchange).await,
+        "/v1/completions" => openai::completions(state, req, exchange).await,
+        "/v1/embeddings" => openai::embeddings(state, req, exchange).await,
+        "/v1/models" => Ok(openai::list_models(state)),
+        "/v1/models/{model}" => openai::get_model(state, &path["/v1/models/".len()..]),
+        "/v1/responses" => responses::create(state, req, exchange).await,
+        "/v1/responses/{response_id}" if method == Method::DELETE => {
+            responses::delete(state, response_id(&path))
+        }
+        "/v1/responses/{response_id}" => responses::retrieve(state, response_id(&path)),
+        "/v1/responses/{response_id}/input_items" => {
+            responses::input_items(state, response_id(&path))
+        }
+        "/v1/messages" => anthropic::messages(state, req, exchange).await,
+        "/v1/messages/count_tokens" => anthropic::count_tokens(state, req, exchange).await,
         other => unreachable!("route_template made `{other}` without a handler"),
     }
 }
@@ -72,6 +89,14 @@ pub fn route_template(path: &str) -> &'static str {
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/models" => "/v1/models",
         p if p.starts_with("/v1/models/") => "/v1/models/{model}",
+        "/v1/responses" => "/v1/responses",
+        p if p.starts_with("/v1/responses/") => match responses_action(p) {
+            Some(ResponsesAction::One) => "/v1/responses/{response_id}",
+            Some(ResponsesAction::InputItems) => "/v1/responses/{response_id}/input_items",
+            None => UNKNOWN,
+        },
+        "/v1/messages" => "/v1/messages",
+        "/v1/messages/count_tokens" => "/v1/messages/count_tokens",
         p => match admin_action(p) {
             Some(AdminAction::Status) => "/admin/status",
             Some(AdminAction::Events) => "/admin/events",
@@ -80,6 +105,27 @@ pub fn route_template(path: &str) -> &'static str {
             None => UNKNOWN,
         },
     }
+}
+
+enum ResponsesAction {
+    One,
+    InputItems,
+}
+
+/// `/v1/responses/{id}` or `/v1/responses/{id}/input_items` (ids hold no `/`).
+fn responses_action(path: &str) -> Option<ResponsesAction> {
+    let rest = path.strip_prefix("/v1/responses/")?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some(ResponsesAction::One),
+        Some((id, "input_items")) if !id.is_empty() => Some(ResponsesAction::InputItems),
+        _ => None,
+    }
+}
+
+/// The response id of a `/v1/responses/{id}` path.
+fn response_id(path: &str) -> &str {
+    let rest = &path["/v1/responses/".len()..];
+    rest.split('/').next().unwrap_or(rest)
 }
 
 enum AdminAction<'a> {
@@ -143,7 +189,27 @@ mod tests {
             "/admin/models/{model}/load"
         );
         assert_eq!(route_template("/metrics"), "/metrics");
-        for random in ["/wp-login.php", "/v1/chat", "/admin/models/x", "/v2/models"] {
+        assert_eq!(
+            route_template("/v1/responses/resp_1"),
+            "/v1/responses/{response_id}"
+        );
+        assert_eq!(
+            route_template("/v1/responses/resp_1/input_items"),
+            "/v1/responses/{response_id}/input_items"
+        );
+        assert_eq!(
+            route_template("/v1/messages/count_tokens"),
+            "/v1/messages/count_tokens"
+        );
+        for random in [
+            "/wp-login.php",
+            "/v1/chat",
+            "/admin/models/x",
+            "/v2/models",
+            "/v1/responses/",
+            "/v1/responses/a/b",
+            "/v1/messages/other",
+        ] {
             assert_eq!(route_template(random), "unknown", "{random}");
         }
     }

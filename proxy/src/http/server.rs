@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -13,34 +13,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use opentelemetry::metrics::ObservableGauge;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use super::{respond, router, ApiKeys, Body};
+use super::state::{MetricsText, ServerState};
+use super::{router, Body};
 use crate::config::ServerConfig;
+use crate::dialects::openai::error::error_type;
+use crate::dialects::Dialect;
 use crate::models::ModelRegistry;
 use crate::telemetry::{self, Exchange};
 use crate::Result;
-
-/// What every request handler can see.
-pub struct ServerState {
-    /// The server section of the configuration.
-    pub config: ServerConfig,
-    /// The served models.
-    pub models: Arc<ModelRegistry>,
-    /// Accepted API keys.
-    pub api_keys: ApiKeys,
-    /// Unix seconds at start-up (the `created` of every model).
-    pub started: u64,
-    /// Renders `/metrics`; `None` when metrics are off.
-    pub metrics: Option<MetricsText>,
-    /// The registry's gauges, registered while the server lives.
-    _gauges: Vec<ObservableGauge<u64>>,
-}
-
-/// Renders every metric as Prometheus text (the binary installs the exporter behind it).
-pub type MetricsText = Arc<dyn Fn() -> std::result::Result<String, String> + Send + Sync>;
 
 /// A server bound to its address, not yet accepting.
 pub struct BoundServer {
@@ -58,18 +41,7 @@ impl BoundServer {
     ) -> Result<Self> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen).await?;
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let state = Arc::new(ServerState {
-            api_keys: ApiKeys::new(&config.api_keys),
-            config,
-            _gauges: telemetry::register_model_gauges(&models),
-            models,
-            started,
-            metrics,
-        });
+        let state = Arc::new(ServerState::new(config, models, metrics));
         Ok(Self { listener, state })
     }
 
@@ -147,20 +119,22 @@ async fn handle(
     let exchange = Exchange::start(span.clone(), req.method().clone(), route);
     async move {
         let started = Instant::now();
+        let dialect = Dialect::of_path(req.uri().path());
         let mut response = match router::route(&state, req, route, &exchange).await {
             Ok(response) => {
                 exchange.respond(response.status().as_u16(), None);
                 response
             }
             Err(error) => {
-                let status = respond::classify(&error).0;
+                let response = dialect.error_response(&error);
+                let status = response.status();
                 if status.is_server_error() {
                     tracing::warn!(%peer, error = %error, "request failed");
                 } else {
                     tracing::info!(%peer, error = %error, "request refused");
                 }
-                exchange.respond(status.as_u16(), Some(respond::error_type(&error)));
-                respond::error(&error)
+                exchange.respond(status.as_u16(), Some(error_type(&error)));
+                response
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {

@@ -1,5 +1,6 @@
-//! Server-sent events: `data: {json}\n\n` per event, each flushed as it is produced, ending
-//! with `data: [DONE]\n\n`. The sender learns when the client has gone away.
+//! Server-sent events: `data: {json}\n\n` per event (OpenAI's chat streams, ending with
+//! `data: [DONE]\n\n`), or `event: NAME\ndata: {json}\n\n` (the Responses and Anthropic
+//! streams), each flushed as it is produced. The sender learns when the client has gone away.
 
 use std::convert::Infallible;
 
@@ -52,6 +53,28 @@ impl EventSender {
         frame.extend_from_slice(&json);
         frame.extend_from_slice(b"\n\n");
         self.send(Bytes::from(frame)).await
+    }
+
+    /// Sends one JSON event under the name `event`.
+    pub async fn send_named<T: Serialize>(&self, event: &str, data: &T) -> Result<(), ClientGone> {
+        let json = serde_json::to_vec(data).expect("wire types always serialize");
+        let mut frame = Vec::with_capacity(json.len() + event.len() + 16);
+        frame.extend_from_slice(b"event: ");
+        frame.extend_from_slice(event.as_bytes());
+        frame.extend_from_slice(b"\ndata: ");
+        frame.extend_from_slice(&json);
+        frame.extend_from_slice(b"\n\n");
+        self.send(Bytes::from(frame)).await
+    }
+
+    /// Sends an SSE comment, which clients ignore: it keeps an idle stream from looking dead.
+    pub async fn send_comment(&self, text: &str) -> Result<(), ClientGone> {
+        self.send(Bytes::from(format!(": {text}\n\n"))).await
+    }
+
+    /// Whether the client has gone away.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 
     /// Sends the closing `[DONE]` event.

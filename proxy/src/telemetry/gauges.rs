@@ -8,31 +8,32 @@ use opentelemetry::KeyValue;
 
 use crate::models::ModelRegistry;
 
+/// Reads one gauge's values (with their attributes) from the registry.
+type ReadGauge = fn(&ModelRegistry, &mut Vec<(u64, Vec<KeyValue>)>);
+
 /// Registers the queue, loaded-model and memory gauges of `models`. Keep the returned handles
 /// as long as the registry serves.
 pub fn register_model_gauges(models: &Arc<ModelRegistry>) -> Vec<ObservableGauge<u64>> {
     let meter = opentelemetry::global::meter(super::METER_NAME);
-    let gauge = |name: &'static str,
-                 unit: &'static str,
-                 description: &'static str,
-                 read: fn(&ModelRegistry, &mut Vec<(u64, Vec<KeyValue>)>)| {
-        let models: Weak<ModelRegistry> = Arc::downgrade(models);
-        meter
-            .u64_observable_gauge(name)
-            .with_unit(unit)
-            .with_description(description)
-            .with_callback(move |observer| {
-                let Some(models) = models.upgrade() else {
-                    return;
-                };
-                let mut values = Vec::new();
-                read(&models, &mut values);
-                for (value, attrs) in values {
-                    observer.observe(value, &attrs);
-                }
-            })
-            .build()
-    };
+    let gauge =
+        |name: &'static str, unit: &'static str, description: &'static str, read: ReadGauge| {
+            let models: Weak<ModelRegistry> = Arc::downgrade(models);
+            meter
+                .u64_observable_gauge(name)
+                .with_unit(unit)
+                .with_description(description)
+                .with_callback(move |observer| {
+                    let Some(models) = models.upgrade() else {
+                        return;
+                    };
+                    let mut values = Vec::new();
+                    read(&models, &mut values);
+                    for (value, attrs) in values {
+                        observer.observe(value, &attrs);
+                    }
+                })
+                .build()
+        };
     vec![
         gauge(
             "porten.model.queue.depth",

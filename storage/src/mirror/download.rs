@@ -188,7 +188,7 @@ impl Mirror {
         while at < range.end {
             let options = GetOptions {
                 // The whole blob is a plain GET, which servers without range support answer too.
-                range: (at > 0).then(|| GetRange::Bounded(at..range.end)),
+                range: (at > 0).then_some(GetRange::Bounded(at..range.end)),
                 ..GetOptions::default()
             };
             let error = match self.objects.get_opts(&key, options).await {

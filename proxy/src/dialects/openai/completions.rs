@@ -8,12 +8,14 @@ use tokio::sync::mpsc;
 
 use tracing::Instrument;
 
-use super::{admit, require_kind, response_id, unix_now, CLIENT_GONE};
-use crate::engine::{self, completion_sampling, EngineJob, LoadedModel, ModelKind};
-use crate::http::respond::{error_object, error_type, json, Body};
+use super::error::{error_object, error_type};
+use super::output;
+use super::wire::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
+use crate::engine::{self, EngineJob, LoadedModel, ModelKind, SamplingRequest};
+use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now, CLIENT_GONE};
+use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
-use crate::openai::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
@@ -73,7 +75,7 @@ pub async fn completions(
     }
     let model_id = request.model.clone();
     let model = admit(
-        state,
+        &state.models,
         exchange,
         "text_completion",
         &model_id,
@@ -84,7 +86,7 @@ pub async fn completions(
     let sampling = completion_sampling(&request).into_params(model.generation_defaults.as_ref())?;
     let n = sampling.n_choices;
     let head = Completion {
-        id: response_id("cmpl"),
+        id: fresh_id("cmpl", '-'),
         object: "text_completion",
         created: unix_now(),
         model: model_id,
@@ -103,7 +105,9 @@ pub async fn completions(
     };
     if streaming {
         let prompt = prompts.into_iter().next().expect("one prompt");
-        let answers = model.submit(job(prompt)).await?;
+        let mut job = job(prompt);
+        fit_context(&model, &mut job, model.context_length).await?;
+        let answers = model.submit(job).await?;
         let (events, response) = sse::channel();
         let span = exchange.span().clone();
         let stream = stream_text(answers, events, head, n, model, exchange.clone());
@@ -112,7 +116,7 @@ pub async fn completions(
     }
     let runs = prompts
         .into_iter()
-        .map(|prompt| run_one(&model, job(prompt)));
+        .map(|prompt| run_one(&model, job(prompt), model.context_length));
     let results = try_join_all(runs).await?;
     let mut completion = head;
     let mut usage = Usage::default();
@@ -136,7 +140,12 @@ fn text_prompt(text: String, echo_prompt: bool) -> RequestMessage {
     }
 }
 
-async fn run_one(model: &LoadedModel, job: EngineJob) -> Result<(Vec<CompletionChoice>, Usage)> {
+async fn run_one(
+    model: &LoadedModel,
+    mut job: EngineJob,
+    context: u64,
+) -> Result<(Vec<CompletionChoice>, Usage)> {
+    fit_context(model, &mut job, context).await?;
     let mut answers = model.submit(job).await?;
     match answers.recv().await {
         Some(EngineResponse::CompletionDone(done)) => {
@@ -147,7 +156,7 @@ async fn run_one(model: &LoadedModel, job: EngineJob) -> Result<(Vec<CompletionC
                     index: c.index,
                     text: c.text,
                     logprobs: None,
-                    finish_reason: Some(engine::finish_reason(&c.finish_reason)),
+                    finish_reason: Some(output::finish_reason(&c.finish_reason)),
                 })
                 .collect();
             let usage = Usage::new(done.usage.prompt_tokens, done.usage.completion_tokens);
@@ -192,7 +201,7 @@ async fn stream_text(
             }
         };
         let mut event = head.clone();
-        for (index, text, finish_reason) in engine::completion_chunk_text(chunk) {
+        for (index, text, finish_reason) in output::completion_chunk_text(chunk) {
             tokens += usize::from(!text.is_empty());
             if finish_reason.is_some() {
                 finished += 1;
@@ -230,4 +239,22 @@ async fn stream_text(
         }
     }
     let _ = events.send_done().await;
+}
+
+/// The sampling fields of a text completion request (OpenAI's default limit there: 16 tokens).
+fn completion_sampling(req: &CompletionRequest) -> SamplingRequest {
+    SamplingRequest {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: None,
+        max_tokens: Some((req.max_tokens.unwrap_or(16), "max_tokens")),
+        stop: req.stop.clone().map(|s| (s.into_vec(), "stop")),
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        repetition_penalty: None,
+        logit_bias: req.logit_bias.clone(),
+        n: req.n,
+        top_logprobs: None,
+    }
 }

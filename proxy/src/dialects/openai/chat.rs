@@ -7,12 +7,15 @@ use tokio::sync::mpsc;
 
 use tracing::Instrument;
 
-use super::{admit, require_kind, response_id, unix_now, CLIENT_GONE};
-use crate::engine::{self, chat_job, ModelKind};
-use crate::http::respond::{error_object, error_type, json, Body};
+use super::chat_request::chat_prompt;
+use super::error::{error_object, error_type};
+use super::output;
+use super::wire::{ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta, Usage};
+use crate::engine::{self, ModelKind};
+use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now, CLIENT_GONE};
+use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
-use crate::openai::{ChatCompletionChunk, ChatCompletionRequest, Usage};
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
@@ -24,18 +27,23 @@ pub async fn chat_completions(
 ) -> Result<Response<Body>> {
     let request: ChatCompletionRequest = read_json(req, state.config.max_body_bytes).await?;
     let model_id = request.model.clone();
-    let model = admit(state, exchange, "chat", &model_id, request.keep_alive).await?;
+    let keep_alive = request.keep_alive;
+    let ask = chat_prompt(request)?;
+    let model = admit(&state.models, exchange, "chat", &model_id, keep_alive).await?;
     require_kind(&model, ModelKind::Chat, &model_id)?;
-    let job = chat_job(request, model.generation_defaults.as_ref())?;
+    let streaming = ask.streaming;
+    let mut job = ask
+        .prompt
+        .into_job(model.generation_defaults.as_ref(), streaming)?;
+    fit_context(&model, &mut job, model.context_length).await?;
     let limits = StreamLimits {
-        choices: job.engine.sampling.n_choices,
-        max_tokens: job.engine.sampling.max_len,
-        include_usage: job.include_usage,
+        choices: job.sampling.n_choices,
+        max_tokens: job.sampling.max_len,
+        include_usage: ask.include_usage,
     };
-    let streaming = job.engine.streaming;
-    let mut answers = model.submit(job.engine).await?;
+    let mut answers = model.submit(job).await?;
     let head = ChunkHead {
-        id: response_id("chatcmpl"),
+        id: fresh_id("chatcmpl", '-'),
         model: model_id,
         created: unix_now(),
     };
@@ -51,7 +59,7 @@ pub async fn chat_completions(
             exchange.usage(Some(done.usage.prompt_tokens), done.usage.completion_tokens);
             Ok(json(
                 StatusCode::OK,
-                &engine::chat_completion(done, head.id, head.model, head.created),
+                &output::chat_completion(done, head.id, head.model, head.created),
             ))
         }
         Some(other) => Err(engine::engine_failure(other)),
@@ -69,7 +77,7 @@ struct ChunkHead {
 impl ChunkHead {
     fn chunk(
         &self,
-        choices: Vec<crate::openai::ChunkChoice>,
+        choices: Vec<ChunkChoice>,
         usage: Option<Option<Usage>>,
     ) -> ChatCompletionChunk {
         ChatCompletionChunk {
@@ -120,7 +128,7 @@ async fn stream_chunks(
                 return;
             }
         };
-        let (deltas, chunk_usage) = engine::chat_chunk(chunk, &mut role_sent);
+        let (deltas, chunk_usage) = output::chat_chunk(chunk, &mut role_sent);
         for delta in &deltas {
             if let Some(seen) = chunks_seen.get_mut(delta.index) {
                 *seen += 1;
@@ -189,7 +197,7 @@ fn close_unfinished(
     finished: &[bool],
     chunks_seen: &[usize],
     max_tokens: Option<usize>,
-) -> Vec<crate::openai::ChunkChoice> {
+) -> Vec<ChunkChoice> {
     finished
         .iter()
         .zip(chunks_seen)
@@ -197,9 +205,9 @@ fn close_unfinished(
         .filter(|(_, (done, _))| !**done)
         .map(|(index, (_, seen))| {
             let hit_limit = max_tokens.is_some_and(|max| *seen + 1 >= max);
-            crate::openai::ChunkChoice {
+            ChunkChoice {
                 index,
-                delta: crate::openai::Delta::default(),
+                delta: Delta::default(),
                 finish_reason: Some(if hit_limit { "length" } else { "stop" }.into()),
                 logprobs: None,
             }

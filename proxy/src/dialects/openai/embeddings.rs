@@ -6,14 +6,14 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mistralrs::RequestMessage;
 
-use super::{admit, require_kind};
-use crate::engine::ModelKind;
-use crate::http::respond::{json, Body};
-use crate::http::{read_json, ServerState};
-use crate::openai::{
+use super::wire::{
     Embedding, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector,
     EncodingFormat,
 };
+use crate::engine::ModelKind;
+use crate::generation::{admit, require_kind};
+use crate::http::respond::{json, Body};
+use crate::http::{read_json, ServerState};
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
@@ -60,7 +60,7 @@ pub async fn embeddings(
         ));
     }
     let model = admit(
-        state,
+        &state.models,
         exchange,
         "embeddings",
         &request.model,

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::openai::{
+use super::wire::{
     AssistantMessage, ChatChoice, ChatCompletion, ChunkChoice, Delta, FunctionCall, ToolCall,
     ToolCallDelta, Usage,
 };

@@ -2,10 +2,10 @@
 
 use http::{Response, StatusCode};
 
+use super::wire::{ModelList, ModelObject};
 use crate::http::respond::{json, Body};
 use crate::http::ServerState;
 use crate::models::ModelSlot;
-use crate::openai::{ModelList, ModelObject};
 use crate::residency::ModelResidency;
 use crate::Result;
 

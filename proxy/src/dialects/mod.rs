@@ -1,0 +1,57 @@
+//! The APIs porten speaks, one folder each: its wire types, its translation into a
+//! [`crate::generation::Prompt`], its rendering of the answer (one object, or a stream of its
+//! own events), its handlers, and the one place its errors take their shape.
+
+pub mod anthropic;
+pub mod openai;
+pub mod responses;
+
+use http::Response;
+use serde_json::Value;
+
+use crate::http::Body;
+use crate::{Error, Result};
+
+/// Which API a route belongs to, so that its errors come in that API's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's (chat, completions, embeddings, models, responses) and porten's own routes.
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl Dialect {
+    /// The dialect of a request for `path`: Anthropic's under `/v1/messages`, OpenAI's else.
+    pub fn of_path(path: &str) -> Self {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
+    }
+
+    /// The response for a failed request, in this dialect's shape.
+    pub fn error_response(self, error: &Error) -> Response<Body> {
+        match self {
+            Dialect::OpenAi => openai::error::error_response(error),
+            Dialect::Anthropic => anthropic::error::error_response(error),
+        }
+    }
+}
+
+/// `value[field]` as a string, or a 400 that names `path.field`: for the dialects that read
+/// their items and blocks from JSON.
+pub(crate) fn str_field<'a>(value: &'a Value, field: &str, path: &str) -> Result<&'a str> {
+    match value.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Error::invalid(
+            format!("{path}.{field}"),
+            format!("`{field}` must be a string"),
+        )),
+        None => Err(Error::invalid(
+            format!("{path}.{field}"),
+            format!("missing field `{field}`"),
+        )),
+    }
+}

@@ -1,0 +1,80 @@
+//! The scheduler's books: each model's phase, charge and counters, and what all of them
+//! reserve together. Only read and changed under the scheduler's one lock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::super::events::EventLog;
+use super::super::keep_alive::KeepAlive;
+use super::super::policy::PlacementCandidate;
+
+pub(super) enum Phase<M> {
+    Available,
+    Loading,
+    Loaded(Arc<M>),
+    Unloading,
+    Failed(String),
+}
+
+impl<M> Phase<M> {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Phase::Available => "available",
+            Phase::Loading => "loading",
+            Phase::Loaded(_) => "loaded",
+            Phase::Unloading => "unloading",
+            Phase::Failed(_) => "failed",
+        }
+    }
+}
+
+pub(super) struct Entry<M> {
+    pub(super) estimate: u64,
+    pub(super) measured: Option<u64>,
+    pub(super) keep_alive: KeepAlive,
+    pub(super) phase: Phase<M>,
+    pub(super) in_flight: usize,
+    pub(super) waiting: usize,
+    pub(super) last_used: Instant,
+    pub(super) expires: Option<Instant>,
+    pub(super) unload_requested: bool,
+    pub(super) loads: u64,
+    pub(super) requests: u64,
+}
+
+impl<M> Entry<M> {
+    /// What the model is charged against the budget: the larger of estimate and measurement.
+    pub(super) fn charge(&self) -> u64 {
+        self.estimate.max(self.measured.unwrap_or(0))
+    }
+
+    pub(super) fn idle(&self) -> bool {
+        matches!(self.phase, Phase::Loaded(_)) && self.in_flight == 0 && self.waiting == 0
+    }
+}
+
+pub(super) struct Books<M> {
+    pub(super) models: BTreeMap<String, Entry<M>>,
+    /// Sum of the charges of models that hold memory (loading, loaded, unloading).
+    pub(super) reserved: u64,
+    /// Models waiting for memory, oldest first.
+    pub(super) room_queue: VecDeque<String>,
+    pub(super) events: EventLog,
+    pub(super) closed: bool,
+}
+
+pub(super) fn idle_candidates<M>(books: &Books<M>, except: &str) -> Vec<PlacementCandidate> {
+    let now = Instant::now();
+    books
+        .models
+        .iter()
+        .filter(|(id, e)| e.idle() && id.as_str() != except)
+        .map(|(id, e)| PlacementCandidate {
+            model: id.clone(),
+            bytes: e.charge(),
+            idle_for: now.saturating_duration_since(e.last_used),
+            requests: e.requests,
+        })
+        .collect()
+}

@@ -1,0 +1,291 @@
+//! The residency scheduler: which models are in memory. A model loads on its first request,
+//! within the memory budget; requests wait while it loads; idle models are unloaded after their
+//! keep-alive, or earlier to make room for a model that is asked for. Loads and unloads run one
+//! at a time, so each load's memory can be measured.
+//!
+//! All decisions are taken under one lock over [`Books`], and every change of state bumps a
+//! `watch` counter that waiting requests and the keep-alive reaper re-check on, so no wake-up is
+//! lost. Deadlock freedom rests on two rules: a request waits only for models that are loading,
+//! unloading or serving (each of which finishes), and only the oldest model waiting for memory
+//! may unload others for it, so two waiting models never evict each other in turn.
+
+mod books;
+mod decisions;
+mod lease;
+mod status;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::events::{Event, EventLog};
+use super::keep_alive::KeepAlive;
+use super::policy::PlacementPolicy;
+use crate::{Error, Result};
+use books::{Books, Entry, Phase};
+pub use lease::Lease;
+use lease::{InUse, Waiting};
+pub use status::{ModelResidency, ResidencyStatus, UnloadOutcome};
+
+/// A model the loader has loaded, with what its load measurably took.
+pub struct Loaded<M> {
+    /// The model.
+    pub model: Arc<M>,
+    /// Bytes the load took, where that can be measured (resident memory on the CPU).
+    pub measured: Option<u64>,
+}
+
+/// Loads and unloads models for the scheduler: mistral.rs in the server, a fake in tests.
+pub trait ModelLoader<M>: Send + Sync + 'static {
+    /// Loads `id`; the error is the reason shown to clients.
+    fn load(&self, id: &str) -> BoxFuture<'static, std::result::Result<Loaded<M>, String>>;
+    /// Frees `model`, which no request holds any more, and gives its memory back to the OS.
+    fn unload(&self, id: &str, model: Arc<M>) -> BoxFuture<'static, ()>;
+}
+
+/// A model the scheduler manages.
+#[derive(Debug, Clone)]
+pub struct ModelPlan {
+    /// Its id.
+    pub id: String,
+    /// Its estimated memory need in bytes.
+    pub estimate: u64,
+    /// Its keep-alive; `None` takes the scheduler's default.
+    pub keep_alive: Option<KeepAlive>,
+}
+
+/// The scheduler's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerSettings {
+    /// Bytes loaded models may take together; `None` is no limit.
+    pub budget: Option<u64>,
+    /// Keep-alive of models that set none.
+    pub keep_alive: KeepAlive,
+}
+
+struct Inner<M> {
+    settings: SchedulerSettings,
+    books: Mutex<Books<M>>,
+    changes: watch::Sender<u64>,
+    loader: Arc<dyn ModelLoader<M>>,
+    policy: Arc<dyn PlacementPolicy>,
+    /// One load or unload at a time: they would only fight over memory bandwidth, and a
+    /// load's resident-memory delta is only its own when nothing else loads or unloads.
+    one_at_a_time: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+/// Decides which models are loaded. Cheap to clone.
+pub struct Scheduler<M> {
+    inner: Arc<Inner<M>>,
+}
+
+impl<M> Clone for Scheduler<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: Send + Sync + 'static> Scheduler<M> {
+    /// A scheduler for `models`; it must be created inside a tokio runtime, where its keep-alive
+    /// reaper runs until the scheduler is dropped or closed.
+    pub fn new(
+        settings: SchedulerSettings,
+        models: Vec<ModelPlan>,
+        loader: Arc<dyn ModelLoader<M>>,
+        policy: Arc<dyn PlacementPolicy>,
+    ) -> Self {
+        let now = Instant::now();
+        let entries = models
+            .into_iter()
+            .map(|plan| {
+                let entry = Entry {
+                    estimate: plan.estimate,
+                    measured: None,
+                    keep_alive: plan.keep_alive.unwrap_or(settings.keep_alive),
+                    phase: Phase::Available,
+                    in_flight: 0,
+                    waiting: 0,
+                    last_used: now,
+                    expires: None,
+                    unload_requested: false,
+                    loads: 0,
+                    requests: 0,
+                };
+                (plan.id, entry)
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            settings,
+            books: Mutex::new(Books {
+                models: entries,
+                reserved: 0,
+                room_queue: VecDeque::new(),
+                events: EventLog::new(4096),
+                closed: false,
+            }),
+            changes: watch::Sender::new(0),
+            loader,
+            policy,
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            started: now,
+        });
+        tokio::spawn(decisions::reap_idle_models(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// Waits until `id` is loaded (loading it, and unloading idle models to make room, if
+    /// needed) and holds it for one request. `keep_alive` overrides the model's own for the
+    /// time after this request. A model larger than the whole budget fails at once.
+    pub async fn acquire(&self, id: &str, keep_alive: Option<KeepAlive>) -> Result<Lease<M>> {
+        let mut changes = self.inner.changes.subscribe();
+        let _waiting = self.start_waiting(id)?;
+        loop {
+            {
+                let mut books = self.inner.lock();
+                if books.closed {
+                    return Err(Error::ShuttingDown);
+                }
+                let entry = books.models.get_mut(id).expect("checked in start_waiting");
+                match &entry.phase {
+                    Phase::Loaded(model) => {
+                        let model = model.clone();
+                        entry.in_flight += 1;
+                        entry.requests += 1;
+                        entry.expires = None;
+                        let keep_alive = keep_alive.unwrap_or(entry.keep_alive);
+                        return Ok(Lease {
+                            model,
+                            _in_use: InUse {
+                                inner: self.inner.clone(),
+                                id: id.to_string(),
+                                keep_alive,
+                            },
+                        });
+                    }
+                    Phase::Failed(reason) => {
+                        return Err(Error::ModelUnavailable {
+                            model: id.to_string(),
+                            reason: reason.clone(),
+                        })
+                    }
+                    Phase::Loading | Phase::Unloading => {}
+                    Phase::Available => {
+                        self.inner.place(&mut books, id)?;
+                    }
+                }
+            }
+            changes.changed().await.map_err(|_| Error::ShuttingDown)?;
+        }
+    }
+
+    fn start_waiting(&self, id: &str) -> Result<Waiting<M>> {
+        let mut books = self.inner.lock();
+        let entry = books
+            .models
+            .get_mut(id)
+            .ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+        entry.waiting += 1;
+        Ok(Waiting {
+            inner: self.inner.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Loads `id` now (a failed model gets a new try) and starts its keep-alive.
+    pub async fn load(&self, id: &str) -> Result<()> {
+        {
+            let mut books = self.inner.lock();
+            let entry = books
+                .models
+                .get_mut(id)
+                .ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+            if matches!(entry.phase, Phase::Failed(_)) {
+                entry.phase = Phase::Available;
+            }
+        }
+        self.acquire(id, None).await.map(drop)
+    }
+
+    /// Unloads `id` once no request holds it.
+    pub async fn unload(&self, id: &str) -> Result<UnloadOutcome> {
+        let mut changes = self.inner.changes.subscribe();
+        {
+            let mut books = self.inner.lock();
+            let entry = books
+                .models
+                .get_mut(id)
+                .ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+            match entry.phase {
+                Phase::Available | Phase::Failed(_) => return Ok(UnloadOutcome::Unloaded),
+                Phase::Loaded(_) if entry.idle() => {
+                    self.inner.start_unload(&mut books, id, "requested");
+                }
+                Phase::Unloading => {}
+                Phase::Loading | Phase::Loaded(_) => {
+                    entry.unload_requested = true;
+                    drop(books);
+                    self.inner.bump();
+                    return Ok(UnloadOutcome::WhenIdle);
+                }
+            }
+        }
+        loop {
+            if !matches!(self.inner.lock().models[id].phase, Phase::Unloading) {
+                return Ok(UnloadOutcome::Unloaded);
+            }
+            changes.changed().await.map_err(|_| Error::ShuttingDown)?;
+        }
+    }
+
+    /// Every model's state and the budget.
+    pub fn status(&self) -> ResidencyStatus {
+        let books = self.inner.lock();
+        let now = Instant::now();
+        let models = books
+            .models
+            .iter()
+            .map(|(id, e)| ModelResidency {
+                id: id.clone(),
+                state: e.phase.name(),
+                estimated_bytes: e.estimate,
+                measured_bytes: e.measured,
+                in_flight: e.in_flight,
+                waiting: e.waiting,
+                keep_alive: e.keep_alive,
+                expires_in_ms: e
+                    .expires
+                    .filter(|_| e.idle())
+                    .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                loads: e.loads,
+                requests: e.requests,
+                error: match &e.phase {
+                    Phase::Failed(reason) => Some(reason.clone()),
+                    _ => None,
+                },
+            })
+            .collect();
+        ResidencyStatus {
+            budget_bytes: self.inner.settings.budget,
+            reserved_bytes: books.reserved,
+            waiting_for_memory: books.room_queue.iter().cloned().collect(),
+            models,
+        }
+    }
+
+    /// The event log from `since` on.
+    pub fn events(&self, since: u64) -> Vec<Event> {
+        self.inner.lock().events.since(since)
+    }
+
+    /// Refuses new work: waiting and future requests fail with [`Error::ShuttingDown`].
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.inner.bump();
+    }
+}
