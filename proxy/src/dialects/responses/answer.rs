@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::input::{DeclaredTool, ToolKind};
+use super::tools::{DeclaredTool, ToolKind};
 use super::wire::{
     IncompleteDetails, OutputItem, OutputText, ResponseError, ResponseObject, ResponseUsage,
 };

@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::answer::Answer;
-use super::input::{input_turns, offered_tools, text_format, tool_use, Offered};
+use super::input::{input_turns, text_format};
 use super::store::Stored;
+use super::tools::{offered_tools, tool_use, Offered};
 use super::wire::{CreateResponse, Deleted, Input, ResponseObject};
 use crate::dialects::openai::error::{error_type, kind_and_code};
 use crate::engine::SamplingRequest;
@@ -145,7 +146,7 @@ impl Keep {
 
 /// The response's output as turns of the conversation it continues.
 fn output_turns(response: &ResponseObject) -> Vec<Turn> {
-    use super::input::offered_name;
+    use super::tools::offered_name;
     use super::wire::OutputItem;
     let mut text = String::new();
     let mut calls = Vec::new();

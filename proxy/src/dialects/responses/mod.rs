@@ -7,6 +7,7 @@ mod answer;
 mod handler;
 mod input;
 pub mod store;
+mod tools;
 pub mod wire;
 
 pub use handler::{create, delete, input_items, retrieve};
