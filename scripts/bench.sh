@@ -4,7 +4,8 @@
 # (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
 # what tracing and metrics cost a small request (telemetry on against off); and pulls from a
 # local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost
-# of a policy plugin's decision against the native policy.
+# of a policy plugin's decision against the native policy; and what 2,000 idle connections
+# cost the requests beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -13,6 +14,7 @@ cargo bench --bench stream_overhead
 cargo bench --bench dialects
 cargo bench --bench swap
 cargo bench --bench telemetry
+cargo bench --bench connections
 bash scripts/setup-test-deps.sh
 cargo bench --bench pull
 cargo bench --bench plugins

@@ -22,6 +22,7 @@ use crate::sizing::{memory_budget, shape_of};
 /// Runs the server until SIGINT or SIGTERM.
 /// `metrics` renders `/metrics` (none: metrics are off).
 pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
+    raise_file_limit();
     let plugins = crate::plugins::Plugins::load(&config)?;
     plugins.watch();
     let store = crate::store_cmd::open_store_with(&config, plugins.eviction.clone())?;
@@ -86,6 +87,19 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
     store.end_session();
     result?;
     Ok(())
+}
+
+/// Every connection is a file: the soft limit goes up to the hard one before anything opens.
+fn raise_file_limit() {
+    match porten_proxy::http::file_limit::raise_to_hard() {
+        Ok(limit) if limit.soft > limit.was => tracing::info!(
+            limit = limit.soft,
+            raised_from = limit.was,
+            "open-file limit"
+        ),
+        Ok(limit) => tracing::info!(limit = limit.soft, hard = limit.hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// `porten.store.used` and `porten.store.budget`, read from the store at each collection.

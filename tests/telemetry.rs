@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 use serde_json::{json, Value};
 use support::http::{get, post_json};
+use support::metrics::Scrape;
 use support::server::Porten;
 
 /// The caller's trace: a client span that porten's request span must hang under.
@@ -299,50 +300,6 @@ fn spans_and_metrics_also_go_over_otlp_http() {
             })
     });
     assert_eq!(requests["sum"]["isMonotonic"], true);
-}
-
-/// `/metrics`, parsed by a Prometheus parser.
-struct Scrape(Vec<prometheus_parse::Sample>);
-
-impl Scrape {
-    fn of(server: &Porten) -> Self {
-        let answer = get(server.addr, "/metrics");
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        assert!(answer
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4"));
-        let lines = answer
-            .text()
-            .lines()
-            .map(|l| Ok(l.to_string()))
-            .collect::<Vec<_>>();
-        Self(
-            prometheus_parse::Scrape::parse(lines.into_iter())
-                .expect("/metrics parses as Prometheus text")
-                .samples,
-        )
-    }
-
-    /// The sum over the samples of `metric` carrying `labels` (a histogram counts its
-    /// observations); 0 when there are none.
-    fn value(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
-        self.0
-            .iter()
-            .filter(|s| s.metric == metric)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match &s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => *v,
-                prometheus_parse::Value::Histogram(buckets) => buckets
-                    .iter()
-                    .find(|b| b.less_than.is_infinite())
-                    .map_or(0.0, |b| b.count),
-                prometheus_parse::Value::Summary(_) => panic!("no summaries expected"),
-            })
-            .sum()
-    }
 }
 
 /// Counters move by exactly the requests, tokens, loads and evictions the test caused, in a

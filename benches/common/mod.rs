@@ -2,6 +2,8 @@
 // Each benchmark is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

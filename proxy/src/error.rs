@@ -72,6 +72,22 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive within `server.connections.body_timeout_secs` of its head.
+    #[error("The request body did not arrive within {secs} s; send it whole, or faster")]
+    RequestTimeout {
+        /// The configured body timeout.
+        secs: u64,
+    },
+    /// porten holds as many connections as it may, each with a request in flight.
+    #[error(
+        "The server is at its limit of {limit} open connections; retry after {retry_after_secs}s"
+    )]
+    TooManyConnections {
+        /// `server.connections.max_connections` in force.
+        limit: usize,
+        /// The `Retry-After` hint in seconds.
+        retry_after_secs: u64,
+    },
     /// The model's request queue is full; the client should retry later.
     #[error("Model `{model}` is at capacity ({queued} requests queued); retry after {retry_after_secs}s")]
     Overloaded {
@@ -166,19 +182,25 @@ impl Error {
             | Error::MetricsOff
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
-            | Error::PayloadTooLarge { .. } => Origin::Client,
+            | Error::PayloadTooLarge { .. }
+            | Error::RequestTimeout { .. } => Origin::Client,
             Error::Engine(_)
             | Error::ModelUnavailable { .. }
             | Error::ModelLoad { .. }
             | Error::WillNotFit { .. } => Origin::Engine,
-            Error::Overloaded { .. } | Error::ShuttingDown | Error::Config(_) | Error::Io(_) => {
-                Origin::Internal
-            }
+            Error::Overloaded { .. }
+            | Error::TooManyConnections { .. }
+            | Error::ShuttingDown
+            | Error::Config(_)
+            | Error::Io(_) => Origin::Internal,
         }
     }
 
     /// Whether the same request may succeed later without any change.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Overloaded { .. } | Error::ShuttingDown)
+        matches!(
+            self,
+            Error::Overloaded { .. } | Error::TooManyConnections { .. } | Error::ShuttingDown
+        )
     }
 }

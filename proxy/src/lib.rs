@@ -14,12 +14,14 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
-// One unsafe call in the crate: `malloc_trim` in `residency::memory`.
+// Unsafe code in the crate: `malloc_trim` in `residency::memory`, and `getrlimit`/`setrlimit`
+// in `http::file_limit`.
 #![deny(unsafe_code)]
 
 pub mod admission;
 pub mod config;
 pub mod dialects;
+mod drain;
 pub mod engine;
 mod error;
 pub mod generation;

@@ -213,6 +213,11 @@ mod tests {
         assert!(model.keep_alive.is_some() && !model.preload);
         assert_eq!(model.sampling.temperature, Some(0.2));
         assert_eq!(config.server.responses.store_mb, 64);
+        assert_eq!(
+            config.server.connections,
+            porten_proxy::config::ConnectionLimits::default(),
+            "the guide states the connection defaults"
+        );
         let mirror = config.mirror.settings().unwrap();
         assert_eq!(mirror.url, "s3://team-models/porten");
         assert_eq!((mirror.concurrency, mirror.part_size), (8, 16 << 20));

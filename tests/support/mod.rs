@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod metrics;
 pub mod s3;
 pub mod server;
 

@@ -25,8 +25,33 @@ impl Porten {
 
     /// Like `start`, with extra environment variables for the child.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_porten")), args, env)
+    }
+
+    /// Like `start`, with the child's open-file limit set to `soft` and `hard`, as
+    /// `ulimit -Sn` and `-Hn` would.
+    pub fn start_with_file_limit(args: &[&str], soft: u64, hard: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_porten"));
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(command, args, &[])
+    }
+
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         let home = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_porten"))
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("PORTEN_HOME", home.path())

@@ -1,14 +1,24 @@
-//! Reading a JSON request body: bounded in size, and every parse error names the field.
+//! Reading a JSON request body: bounded in size and in time, and every parse error names the
+//! field.
+
+use std::time::Duration;
 
 use http::{header, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
+use crate::config::ServerConfig;
 use crate::{Error, Result};
 
-/// Reads at most `limit` bytes of `req`'s body and parses them as `T`.
-pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize) -> Result<T> {
+/// Reads at most `server.max_body_bytes` of `req`'s body, within
+/// `server.connections.body_timeout_secs`, and parses them as `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    config: &ServerConfig,
+) -> Result<T> {
+    let limit = config.max_body_bytes;
+    let secs = config.connections.body_timeout_secs;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -17,7 +27,11 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: usize
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(Duration::from_secs(secs), collect).await else {
+        return Err(Error::RequestTimeout { secs });
+    };
+    let bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(Error::PayloadTooLarge { limit })

@@ -3,11 +3,16 @@
 
 mod auth;
 mod body;
+mod connection;
+mod connections;
+pub mod file_limit;
+mod handle;
 pub mod respond;
 mod router;
 mod server;
 pub mod sse;
 mod state;
+mod tracked;
 
 pub use auth::ApiKeys;
 pub use body::read_json;

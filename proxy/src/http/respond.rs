@@ -40,9 +40,11 @@ pub fn status(error: &Error) -> StatusCode {
         Error::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
         Error::Unauthorized(_) => S::UNAUTHORIZED,
         Error::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
-        Error::Overloaded { .. } | Error::ModelUnavailable { .. } | Error::ShuttingDown => {
-            S::SERVICE_UNAVAILABLE
-        }
+        Error::RequestTimeout { .. } => S::REQUEST_TIMEOUT,
+        Error::Overloaded { .. }
+        | Error::TooManyConnections { .. }
+        | Error::ModelUnavailable { .. }
+        | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
         // Retrying cannot help: 507 rather than a 503 that clients would retry.
         Error::WillNotFit { .. } => S::INSUFFICIENT_STORAGE,
         Error::Engine(_) | Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
@@ -71,6 +73,9 @@ pub fn client_message(error: &Error) -> String {
 pub fn add_error_headers(error: &Error, headers: &mut HeaderMap) {
     match error {
         Error::Overloaded {
+            retry_after_secs, ..
+        }
+        | Error::TooManyConnections {
             retry_after_secs, ..
         } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

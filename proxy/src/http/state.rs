@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::metrics::ObservableGauge;
 
-use super::ApiKeys;
+use super::connections::Connections;
+use super::{file_limit, ApiKeys};
 use crate::config::ServerConfig;
 use crate::dialects::responses::store::ResponseStore;
 use crate::models::ModelRegistry;
@@ -26,6 +27,8 @@ pub struct ServerState {
     pub metrics: Option<MetricsText>,
     /// Stored Responses API responses.
     pub responses: ResponseStore,
+    /// The open connections and their cap.
+    pub(crate) connections: Arc<Connections>,
     /// The registry's gauges, registered while the server lives.
     _gauges: Vec<ObservableGauge<u64>>,
 }
@@ -48,7 +51,11 @@ impl ServerState {
             config.responses.store_mb.saturating_mul(1 << 20),
             Duration::from_secs(config.responses.max_age_secs),
         );
+        // Unreadable limits are rare enough that the smallest common one is a fine guess.
+        let file_limit = file_limit::current().unwrap_or(1024);
+        let cap = config.connections.max_connections_for(file_limit);
         Self {
+            connections: Connections::new(config.connections.clone(), cap),
             api_keys: ApiKeys::new(&config.api_keys),
             responses,
             config,

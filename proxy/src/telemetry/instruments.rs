@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
 use opentelemetry::KeyValue;
 
 /// Seconds, for request durations (the HTTP semantic conventions' advice).
@@ -52,6 +52,13 @@ pub(crate) struct Instruments {
     pub unloads: Counter<u64>,
     /// `porten.policy.decisions`: placement decisions by policy and outcome.
     pub policy_decisions: Counter<u64>,
+    /// `porten.connections.open`: client connections open now.
+    pub connections_open: UpDownCounter<i64>,
+    /// `porten.connections.refused`: connections turned away at the cap.
+    pub connections_refused: Counter<u64>,
+    /// `porten.connections.closed`: connections porten closed, by reason (a timeout, or
+    /// displaced at the cap); those the client closed are not counted.
+    pub connections_closed: Counter<u64>,
 }
 
 /// The proxy's instruments. They bind to whichever meter provider is installed when this is
@@ -129,6 +136,21 @@ impl Instruments {
                 .with_unit("{decision}")
                 .with_description("Placement and eviction policy decisions, by outcome")
                 .build(),
+            connections_open: meter
+                .i64_up_down_counter("porten.connections.open")
+                .with_unit("{connection}")
+                .with_description("Client connections open now")
+                .build(),
+            connections_refused: meter
+                .u64_counter("porten.connections.refused")
+                .with_unit("{connection}")
+                .with_description("Connections refused at the connection cap")
+                .build(),
+            connections_closed: meter
+                .u64_counter("porten.connections.closed")
+                .with_unit("{connection}")
+                .with_description("Connections porten closed, by reason")
+                .build(),
         }
     }
 }
@@ -143,6 +165,15 @@ pub(crate) enum PolicyOutcome {
 }
 
 impl Instruments {
+    /// Counts one connection porten closed, for `reason` (`head_timeout`, `idle_timeout`,
+    /// `body_timeout`, `displaced`).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed.add(
+            1,
+            &[KeyValue::new("porten.connection.close_reason", reason)],
+        );
+    }
+
     /// Counts one placement decision of `policy`.
     pub fn placement_decision(&self, policy: &str, outcome: PolicyOutcome) {
         let (outcome, cause) = match outcome {

@@ -20,7 +20,7 @@ pub fn status_and_type(error: &Error) -> (StatusCode, &'static str) {
             "not_found_error"
         }
         Error::PayloadTooLarge { .. } => "request_too_large",
-        Error::Overloaded { .. } | Error::ShuttingDown => {
+        Error::Overloaded { .. } | Error::TooManyConnections { .. } | Error::ShuttingDown => {
             let overloaded = StatusCode::from_u16(OVERLOADED).expect("a valid status");
             return (overloaded, "overloaded_error");
         }

@@ -34,7 +34,7 @@ pub async fn messages(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: MessagesRequest = read_json(req, state.config.max_body_bytes).await?;
+    let request: MessagesRequest = read_json(req, &state.config).await?;
     let read = read(&request, false)?;
     state.models.get(&request.model)?;
     let streaming = request.stream.unwrap_or(false);
@@ -105,7 +105,7 @@ pub async fn count_tokens(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: MessagesRequest = read_json(req, state.config.max_body_bytes).await?;
+    let request: MessagesRequest = read_json(req, &state.config).await?;
     let read = read(&request, true)?;
     let model = admit(
         &state.models,

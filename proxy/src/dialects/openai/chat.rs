@@ -25,7 +25,7 @@ pub async fn chat_completions(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: ChatCompletionRequest = read_json(req, state.config.max_body_bytes).await?;
+    let request: ChatCompletionRequest = read_json(req, &state.config).await?;
     let model_id = request.model.clone();
     let keep_alive = request.keep_alive;
     let ask = chat_prompt(request)?;

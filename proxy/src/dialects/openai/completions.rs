@@ -28,7 +28,7 @@ pub async fn completions(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: CompletionRequest = read_json(req, state.config.max_body_bytes).await?;
+    let request: CompletionRequest = read_json(req, &state.config).await?;
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(Error::invalid("suffix", "`suffix` is not supported"));
     }

@@ -26,7 +26,7 @@ pub async fn embeddings(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: EmbeddingRequest = read_json(req, state.config.max_body_bytes).await?;
+    let request: EmbeddingRequest = read_json(req, &state.config).await?;
     let inputs: Vec<RequestMessage> = match request.input {
         EmbeddingInput::Text(t) => vec![text_input(t)],
         EmbeddingInput::Texts(ts) => ts.into_iter().map(text_input).collect(),

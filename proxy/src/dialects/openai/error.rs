@@ -22,6 +22,8 @@ pub fn kind_and_code(error: &Error) -> (&'static str, Option<&'static str>) {
         Error::MethodNotAllowed { .. } => (INVALID, Some("method_not_allowed")),
         Error::Unauthorized(_) => ("authentication_error", Some("invalid_api_key")),
         Error::PayloadTooLarge { .. } => (INVALID, Some("request_too_large")),
+        Error::RequestTimeout { .. } => (INVALID, Some("request_timeout")),
+        Error::TooManyConnections { .. } => (SERVER, Some("too_many_connections")),
         Error::Overloaded { .. } => (SERVER, Some("model_overloaded")),
         Error::ModelUnavailable { .. } => (SERVER, Some("model_unavailable")),
         Error::ShuttingDown => (SERVER, Some("shutting_down")),

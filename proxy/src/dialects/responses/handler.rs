@@ -48,7 +48,7 @@ pub async fn create(
     req: Request<Incoming>,
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
-    let request: CreateResponse = read_json(req, state.config.max_body_bytes).await?;
+    let request: CreateResponse = read_json(req, &state.config).await?;
     let planned = plan(state, request)?;
     state.models.get(&planned.ask.model)?;
     let Planned {

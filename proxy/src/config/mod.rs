@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::residency::KeepAlive;
 use crate::{Error, Result};
 
+mod connections;
+
+pub use connections::ConnectionLimits;
+
 /// How much memory loaded models may take, and how long idle ones stay (`[memory]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +42,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Stored responses of the Responses API (`[server.responses]`).
     pub responses: ResponsesConfig,
+    /// Connection limits and timeouts (`[server.connections]`).
+    pub connections: ConnectionLimits,
 }
 
 /// How many Responses API responses are kept for `previous_response_id` and `GET`, and for how
@@ -69,6 +75,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 30,
             responses: ResponsesConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -92,7 +99,7 @@ impl ServerConfig {
                 "server.api_keys contains an empty key".into(),
             ));
         }
-        Ok(())
+        self.connections.validate()
     }
 }
 
