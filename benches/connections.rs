@@ -7,6 +7,8 @@
 //! `cargo bench --bench connections` (BENCH_ROUNDS, BENCH_SECS, BENCH_CLIENTS, BENCH_IDLE).
 
 mod common;
+#[path = "../tests/support/file_limit.rs"]
+mod file_limit;
 #[allow(dead_code)]
 #[path = "../tests/support/fixtures.rs"]
 mod fixtures;
@@ -16,6 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use common::load::measure;
 use common::{env_usize, median, Porten};
+use file_limit::raise_own_file_limit;
 
 /// Opens `count` connections that each make one request and then stay open, idle.
 fn idle_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
@@ -46,20 +49,6 @@ fn idle_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
             stream
         })
         .collect()
-}
-
-/// Lets this process hold `files` sockets.
-fn raise_own_file_limit(files: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a valid, owned struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max.min(files);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
 }
 
 fn main() {

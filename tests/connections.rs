@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::file_limit::raise_own_file_limit;
 use support::http::{get, post_json, read_answer, read_head, Answer};
 use support::metrics::Scrape;
 use support::server::Porten;
@@ -68,21 +69,6 @@ fn chat_body(max_tokens: u64, stream: bool) -> Value {
 
 fn chat(addr: SocketAddr) -> Answer {
     post_json(addr, "/v1/chat/completions", &chat_body(2, false), &[])
-}
-
-/// Lets this test process hold `files` sockets.
-fn raise_own_file_limit(files: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a valid, owned struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max.min(files.max(limit.rlim_cur));
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(limit.rlim_cur >= files, "the hard limit is below {files}");
 }
 
 /// Whether the server has closed `stream` by `deadline`: EOF or a reset, not a read timeout.
