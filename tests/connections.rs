@@ -16,6 +16,16 @@ use support::http::{get, post_json, read_answer, read_head, Answer};
 use support::metrics::Scrape;
 use support::server::Porten;
 
+/// Held by the tests that load both cores (SmolLM2, hundreds of sockets or threads), so that a
+/// time bound in one is not spent by another.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Half a request head: what a slowloris sends before it stops.
 const HALF_HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-a: ";
 
@@ -117,6 +127,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// outlive the head timeout.
 #[test]
 fn a_slowloris_does_not_keep_a_chat_out_and_is_dropped_within_the_head_timeout() {
+    let _heavy = heavy();
     raise_own_file_limit(1024);
     let served = serve("head_timeout_secs = 3", Model::Tiny, Some((256, 256)));
     let addr = served.server.addr;
@@ -267,6 +278,7 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
 /// stream, and the stream itself all outlast them and arrive whole.
 #[test]
 fn nothing_porten_owes_a_client_is_timed_out() {
+    let _heavy = heavy();
     let served = serve(
         "head_timeout_secs = 1\nbody_timeout_secs = 1\nidle_timeout_secs = 1",
         Model::SmolLm2,
@@ -306,6 +318,7 @@ fn nothing_porten_owes_a_client_is_timed_out() {
 /// `Retry-After` in its own dialect; once the busy ones go, it is served.
 #[test]
 fn at_the_cap_a_new_client_is_refused_quickly_and_served_when_load_drops() {
+    let _heavy = heavy();
     let served = serve(
         "max_connections = 3\nbody_timeout_secs = 30",
         Model::Tiny,
@@ -426,6 +439,7 @@ async fn http2_rapid_reset_leaves_the_server_serving() {
 /// header (431), and streams whose clients vanish mid-answer.
 #[test]
 fn trickled_bodies_big_heads_and_vanishing_streams_are_handled() {
+    let _heavy = heavy();
     let served = serve("", Model::Tiny, None);
     let addr = served.server.addr;
 
