@@ -21,6 +21,8 @@ pub enum CloseReason {
     HeadTimeout,
     /// No request for `idle_timeout_secs`.
     IdleTimeout,
+    /// A body took longer than `body_timeout_secs` (answered 408, then closed).
+    BodyTimeout,
     /// Displaced by a new connection at the cap.
     Displaced,
 }
@@ -31,6 +33,7 @@ impl CloseReason {
         match self {
             CloseReason::HeadTimeout => "head_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::BodyTimeout => "body_timeout",
             CloseReason::Displaced => "displaced",
         }
     }

@@ -11,11 +11,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Version};
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use tracing::Instrument;
 
-use super::connections::{Activity, InFlight};
+use super::connections::{Activity, CloseReason, InFlight};
 use super::state::ServerState;
 use super::{router, Body};
 use crate::dialects::openai::error::error_type;
@@ -38,7 +37,7 @@ pub(super) async fn handle(
     activity: Arc<Activity>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> std::result::Result<Response<Body>, Infallible> {
+) -> std::result::Result<Response<Guarded>, Infallible> {
     let in_flight = state.connections.request_started(&activity);
     let id = request_id(&req);
     let route = router::route_template(req.uri().path());
@@ -67,7 +66,7 @@ pub(super) async fn handle(
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    instruments().connection_closed("body_timeout");
+                    instruments().connection_closed(CloseReason::BodyTimeout.as_str());
                 }
                 exchange.respond(status.as_u16(), Some(error_type(&error)));
                 response
@@ -81,12 +80,9 @@ pub(super) async fn handle(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "answered"
         );
-        Ok(response.map(|body| {
-            Guarded {
-                body,
-                _in_flight: in_flight,
-            }
-            .boxed_unsync()
+        Ok(response.map(|body| Guarded {
+            body,
+            _in_flight: in_flight,
         }))
     }
     .instrument(span)
@@ -94,7 +90,7 @@ pub(super) async fn handle(
 }
 
 /// A response body that keeps its request in flight until it is sent or dropped.
-struct Guarded {
+pub(super) struct Guarded {
     body: Body,
     _in_flight: InFlight,
 }

@@ -165,8 +165,7 @@ pub(crate) enum PolicyOutcome {
 }
 
 impl Instruments {
-    /// Counts one connection porten closed, for `reason` (`head_timeout`, `idle_timeout`,
-    /// `body_timeout`, `displaced`).
+    /// Counts one connection porten closed, for `reason` (`http::connections::CloseReason`).
     pub fn connection_closed(&self, reason: &'static str) {
         self.connections_closed.add(
             1,
