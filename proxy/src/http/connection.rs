@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::connections::{CloseReason, Connections, Refusing, Registered, Verdict};
+use super::connections::{CloseReason, Refusing, Registered, Verdict};
 use super::handle::handle;
 use super::state::ServerState;
 use super::tracked::Tracked;
@@ -122,13 +122,12 @@ pub(super) async fn serve(
 /// and closes it within [`REFUSAL_WINDOW`].
 pub(super) async fn refuse(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    book: Arc<Connections>,
     stream: TcpStream,
     refusing: Refusing,
 ) {
     let error = Arc::new(Error::TooManyConnections {
-        limit: book.cap(),
-        retry_after_secs: book.retry_after_secs(),
+        limit: refusing.cap(),
+        retry_after_secs: refusing.retry_after_secs(),
     });
     let service = service_fn(move |req: Request<Incoming>| {
         let error = error.clone();

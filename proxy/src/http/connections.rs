@@ -204,12 +204,6 @@ impl Connections {
         }
     }
 
-    /// `Retry-After` for a refused connection: until requests ahead of it have finished.
-    pub fn retry_after_secs(&self) -> u64 {
-        let ahead = self.refusing.load(Ordering::SeqCst);
-        self.finished.wait_secs(ahead, 1.0)
-    }
-
     /// Counts a refusal in progress while the returned guard lives, or `None` when so many are
     /// in progress that the connection should just be closed.
     pub fn refusing(self: &Arc<Self>) -> Option<Refusing> {
@@ -265,6 +259,20 @@ fn victim<'a>(open: impl Iterator<Item = &'a Arc<Activity>>) -> Option<u64> {
 /// A refusal in progress.
 #[derive(Debug)]
 pub struct Refusing(Arc<Connections>);
+
+impl Refusing {
+    /// The cap in force.
+    pub fn cap(&self) -> usize {
+        self.0.cap
+    }
+
+    /// `Retry-After` for this refused connection: until a request has finished for each
+    /// refusal ahead of it, and one more for itself.
+    pub fn retry_after_secs(&self) -> u64 {
+        let others = self.0.refusing.load(Ordering::SeqCst).saturating_sub(1);
+        self.0.finished.wait_secs(others, 1.0)
+    }
+}
 
 impl Drop for Refusing {
     fn drop(&mut self) {
@@ -397,6 +405,15 @@ mod tests {
         );
         let fifth_request = book.request_started(&fifth.activity);
         assert!(matches!(book.admit(), Admit::Refuse), "all three are busy");
+        let first = book.refusing().expect("room to refuse");
+        assert_eq!(
+            first.retry_after_secs(),
+            1,
+            "nothing ahead: one request's wait"
+        );
+        let second = book.refusing().expect("room to refuse");
+        assert_eq!(second.retry_after_secs(), 2, "one refusal ahead");
+        drop((first, second));
         drop(fifth_request);
         assert!(matches!(book.admit(), Admit::Serve(_)));
     }

@@ -91,8 +91,7 @@ impl BoundServer {
                     tracing::debug!(%peer, "refusing a connection at the connection cap");
                     // Past a bound on refusals in progress, a plain close is all there is.
                     if let Some(refusing) = state.connections.refusing() {
-                        let book = state.connections.clone();
-                        tokio::spawn(connection::refuse(refusal.clone(), book, stream, refusing));
+                        tokio::spawn(connection::refuse(refusal.clone(), stream, refusing));
                     }
                 }
             }
