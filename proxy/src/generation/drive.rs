@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{CalledTool, Ending, Event, Started, CLIENT_GONE};
+use super::{CalledTool, Ending, Event, Started};
 use crate::http::sse::EventSender;
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
@@ -130,7 +130,6 @@ pub async fn drive(
 }
 
 fn client_left(exchange: &Exchange) -> Ended {
-    tracing::info!("client disconnected; generation cancelled");
-    exchange.failed_midway(CLIENT_GONE);
+    super::client_left(exchange);
     Ended::ClientLeft
 }

@@ -27,7 +27,14 @@ use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// `error.type` of a stream the client left before its end.
-pub(crate) const CLIENT_GONE: &str = "client_disconnected";
+const CLIENT_GONE: &str = "client_disconnected";
+
+/// Logs and counts a stream whose client left before its end; dropping the engine's channel
+/// then cancels the generation.
+pub(crate) fn client_left(exchange: &Exchange) {
+    tracing::info!("client disconnected; generation cancelled");
+    exchange.failed_midway(CLIENT_GONE);
+}
 
 /// Waits for `id` to take the request, telling telemetry the operation, the model (when it is
 /// one of ours) and how long the request waited.

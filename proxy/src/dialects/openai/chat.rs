@@ -8,11 +8,11 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::chat_request::chat_prompt;
-use super::error::{error_object, error_type};
 use super::output;
+use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta, Usage};
 use crate::engine::{self, ModelKind};
-use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now, CLIENT_GONE};
+use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
@@ -108,25 +108,15 @@ async fn stream_chunks(
     let mut usage = None;
     let usage_field = limits.include_usage.then_some(None);
     while finished.iter().any(|f| !f) {
-        let answer = tokio::select! {
-            answer = answers.recv() => answer,
-            () = events.closed() => {
-                tracing::info!("client disconnected; generation cancelled");
-                exchange.failed_midway(CLIENT_GONE);
-                return;
-            }
-        };
-        let chunk = match answer {
-            Some(EngineResponse::Chunk(chunk)) => chunk,
-            None => break,
-            Some(other) => {
-                let error = engine::engine_failure(other);
-                tracing::warn!(error = %error, "generation failed mid-stream");
-                exchange.failed_midway(error_type(&error));
-                let _ = events.send_json(&error_object(&error)).await;
-                let _ = events.send_done().await;
-                return;
-            }
+        let chunk = match next_chunk(&mut answers, &events, &exchange, |answer| match answer {
+            EngineResponse::Chunk(chunk) => Ok(chunk),
+            other => Err(Box::new(other)),
+        })
+        .await
+        {
+            Next::Chunk(chunk) => chunk,
+            Next::Closed => break,
+            Next::Over => return,
         };
         let (deltas, chunk_usage) = output::chat_chunk(chunk, &mut role_sent);
         for delta in &deltas {
@@ -145,14 +135,7 @@ async fn stream_chunks(
         if deltas.is_empty() {
             continue;
         }
-        exchange.token_sent();
-        if events
-            .send_json(&head.chunk(deltas, usage_field))
-            .await
-            .is_err()
-        {
-            tracing::info!("client disconnected; generation cancelled");
-            exchange.failed_midway(CLIENT_GONE);
+        if !send_chunk(&events, &head.chunk(deltas, usage_field), &exchange).await {
             return;
         }
     }

@@ -8,11 +8,11 @@ use tokio::sync::mpsc;
 
 use tracing::Instrument;
 
-use super::error::{error_object, error_type};
 use super::output;
+use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
 use crate::engine::{self, EngineJob, LoadedModel, ModelKind, SamplingRequest};
-use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now, CLIENT_GONE};
+use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::models::Admitted;
@@ -180,25 +180,15 @@ async fn stream_text(
     let mut tokens = 0;
     let mut finished_index = Vec::new();
     while finished < choices {
-        let answer = tokio::select! {
-            answer = answers.recv() => answer,
-            () = events.closed() => {
-                tracing::info!("client disconnected; generation cancelled");
-                exchange.failed_midway(CLIENT_GONE);
-                return;
-            }
-        };
-        let chunk = match answer {
-            Some(EngineResponse::CompletionChunk(chunk)) => chunk,
-            None => break,
-            Some(other) => {
-                let error = engine::engine_failure(other);
-                tracing::warn!(error = %error, "generation failed mid-stream");
-                exchange.failed_midway(error_type(&error));
-                let _ = events.send_json(&error_object(&error)).await;
-                let _ = events.send_done().await;
-                return;
-            }
+        let chunk = match next_chunk(&mut answers, &events, &exchange, |answer| match answer {
+            EngineResponse::CompletionChunk(chunk) => Ok(chunk),
+            other => Err(Box::new(other)),
+        })
+        .await
+        {
+            Next::Chunk(chunk) => chunk,
+            Next::Closed => break,
+            Next::Over => return,
         };
         let mut event = head.clone();
         for (index, text, finish_reason) in output::completion_chunk_text(chunk) {
@@ -214,10 +204,7 @@ async fn stream_text(
                 finish_reason,
             });
         }
-        exchange.token_sent();
-        if events.send_json(&event).await.is_err() {
-            tracing::info!("client disconnected; generation cancelled");
-            exchange.failed_midway(CLIENT_GONE);
+        if !send_chunk(&events, &event, &exchange).await {
             return;
         }
     }

@@ -9,6 +9,7 @@ mod embeddings;
 pub mod error;
 mod models;
 mod output;
+mod stream;
 pub mod wire;
 
 pub use chat::chat_completions;
