@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
+use std::net::SocketAddr;
 
 use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
 use serde_json::{json, Value};
@@ -72,35 +70,9 @@ impl Dialect {
 
 fn stream(addr: SocketAddr, dialect: Dialect, max_tokens: usize) -> Run {
     let (path, body) = dialect.request(max_tokens);
-    let body = body.to_string();
-    let start = Instant::now();
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_nodelay(true).unwrap();
-    write!(conn, "POST {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut reader = BufReader::new(conn);
-    let (mut line, mut ttft, mut tokens) = (String::new(), None, 0);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let Some(data) = line.trim_end().strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            break;
-        }
-        let event: Value = serde_json::from_str(data).unwrap();
-        if dialect.is_token(&event) {
-            ttft.get_or_insert_with(|| start.elapsed());
-            tokens += 1;
-        }
-    }
-    Run {
-        ttft: ttft.expect("a token"),
-        tokens,
-        total: start.elapsed(),
-    }
+    Run::over_http(addr, path, &body.to_string(), |event| {
+        dialect.is_token(event)
+    })
 }
 
 fn main() {

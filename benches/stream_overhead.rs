@@ -7,8 +7,7 @@
 mod common;
 
 use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
@@ -48,35 +47,9 @@ fn http_run(addr: SocketAddr, max_tokens: usize) -> Run {
     let body = serde_json::json!({"model": "smollm2", "stream": true, "temperature": 0, "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": PROMPT}]})
     .to_string();
-    let start = Instant::now();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_nodelay(true).unwrap();
-    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    let mut ttft = None;
-    let mut tokens = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(data) = line.trim_end().strip_prefix("data: ") {
-            if data == "[DONE]" {
-                break;
-            }
-            let chunk: serde_json::Value = serde_json::from_str(data).unwrap();
-            if chunk["choices"].as_array().is_some_and(|c| !c.is_empty()) {
-                ttft.get_or_insert_with(|| start.elapsed());
-                tokens += 1;
-            }
-        }
-    }
-    Run {
-        ttft: ttft.unwrap(),
-        tokens,
-        total: start.elapsed(),
-    }
+    Run::over_http(addr, "/v1/chat/completions", &body, |chunk| {
+        chunk["choices"].as_array().is_some_and(|c| !c.is_empty())
+    })
 }
 
 fn main() {

@@ -33,6 +33,45 @@ pub struct StreamRun {
 }
 
 impl StreamRun {
+    /// POSTs `body` to `path` of `addr` and times the SSE stream that answers, to `[DONE]` or
+    /// the connection's close; `is_token` says which `data:` events carry a token.
+    pub fn over_http(
+        addr: std::net::SocketAddr,
+        path: &str,
+        body: &str,
+        is_token: impl Fn(&serde_json::Value) -> bool,
+    ) -> Self {
+        use std::io::{BufRead, Write};
+        let start = std::time::Instant::now();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        write!(conn, "POST {path} HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut reader = std::io::BufReader::new(conn);
+        let (mut line, mut ttft, mut tokens) = (String::new(), None, 0);
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                break;
+            }
+            let event: serde_json::Value = serde_json::from_str(data).unwrap();
+            if is_token(&event) {
+                ttft.get_or_insert_with(|| start.elapsed());
+                tokens += 1;
+            }
+        }
+        Self {
+            ttft: ttft.expect("a token"),
+            tokens,
+            total: start.elapsed(),
+        }
+    }
+
     /// Decode speed after the first token, the figure that measures streaming throughput.
     pub fn tok_per_s(&self) -> f64 {
         (self.tokens.saturating_sub(1)) as f64 / (self.total - self.ttft).as_secs_f64()
