@@ -72,7 +72,9 @@ pub struct Activity {
 /// The open connections.
 #[derive(Debug)]
 pub struct Connections {
-    limits: ConnectionLimits,
+    /// `head_timeout_secs` and `idle_timeout_secs`, the two the watchdog applies.
+    head_timeout: Duration,
+    idle_timeout: Duration,
     cap: usize,
     epoch: Instant,
     next_id: AtomicU64,
@@ -127,9 +129,10 @@ impl Drop for InFlight {
 
 impl Connections {
     /// A book for at most `cap` connections, with `limits`' timeouts.
-    pub fn new(limits: ConnectionLimits, cap: usize) -> Arc<Self> {
+    pub fn new(limits: &ConnectionLimits, cap: usize) -> Arc<Self> {
         Arc::new(Self {
-            limits,
+            head_timeout: Duration::from_secs(limits.head_timeout_secs),
+            idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
             cap: cap.max(1),
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
@@ -215,9 +218,7 @@ impl Connections {
 
     /// What to do with `activity`'s connection at `at`.
     pub fn verdict(&self, activity: &Activity, at: Instant) -> Verdict {
-        let limits = &self.limits;
-        let head = Duration::from_secs(limits.head_timeout_secs);
-        let idle = Duration::from_secs(limits.idle_timeout_secs);
+        let (head, idle) = (self.head_timeout, self.idle_timeout);
         if activity.in_flight.load(Ordering::SeqCst) > 0 {
             // Nothing is owed while porten answers; look again after a head's time.
             return Verdict::KeepUntil(at + head.min(idle));
@@ -331,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_head_that_started_is_closed_at_the_head_timeout() {
-        let book = Connections::new(limits(), 4);
+        let book = Connections::new(&limits(), 4);
         let conn = served(&book);
         let opened = Instant::now();
         conn.activity.read(&book, b"POST / HTTP/1.1\r\n");
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_request_in_flight_is_never_timed_out_and_then_idle_time_counts() {
-        let book = Connections::new(limits(), 4);
+        let book = Connections::new(&limits(), 4);
         let conn = served(&book);
         conn.activity.read(&book, b"GET / HTTP/1.1\r\n\r\n");
         let request = book.request_started(&conn.activity);
@@ -371,7 +372,7 @@ mod tests {
 
     #[test]
     fn http2_is_judged_by_idle_time_alone() {
-        let book = Connections::new(limits(), 4);
+        let book = Connections::new(&limits(), 4);
         let conn = served(&book);
         conn.activity
             .read(&book, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -385,7 +386,7 @@ mod tests {
 
     #[test]
     fn at_the_cap_idle_goes_first_then_the_oldest_head_and_busy_ones_never() {
-        let book = Connections::new(limits(), 3);
+        let book = Connections::new(&limits(), 3);
         let busy = served(&book);
         let _request = book.request_started(&busy.activity);
         let slow_head = served(&book);

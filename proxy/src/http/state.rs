@@ -55,7 +55,7 @@ impl ServerState {
         let file_limit = file_limit::current().unwrap_or(1024);
         let cap = config.connections.max_connections_for(file_limit);
         Self {
-            connections: Connections::new(config.connections.clone(), cap),
+            connections: Connections::new(&config.connections, cap),
             api_keys: ApiKeys::new(&config.api_keys),
             responses,
             config,
