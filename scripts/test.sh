@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-# Outside the clone, so repeated runs (and CI) build incrementally; a cold build is ~20 min.
+# Outside the clone, so repeated runs (and CI) build incrementally; a cold run is ~42 min.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
 bash scripts/setup-test-deps.sh
 cargo fmt --all -- --check
