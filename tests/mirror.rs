@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{json, Value};
 use support::fixtures::{big_gguf, write_tiny_chat_model};
-use support::http::{get, post_json};
+use support::http::{get, post_json, probe};
 use support::s3::{FlakyProxy, Moto};
 use support::server::Porten;
 
@@ -430,7 +430,9 @@ fn an_http_mirror_is_read_only() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while !probe(addr, "/").is_some_and(|text| text.contains("Directory listing")) {
+        assert!(server.try_wait().unwrap().is_none(), "http.server exited");
         assert!(Instant::now() < deadline, "http.server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -1,7 +1,7 @@
 //! A deliberately raw HTTP/1.1 client: it sends exactly the bytes a test wants (malformed ones
 //! too) and reads the whole answer, de-chunking it and splitting server-sent events.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -97,6 +97,20 @@ pub fn post_json(addr: SocketAddr, path: &str, body: &Value, headers: &[(&str, &
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     send(addr, "POST", path, &all, body.to_string().as_bytes())
+}
+
+/// GETs `path` without panicking, for waiting on a server that is starting: the whole answer
+/// as text, or None if nothing answers. A caller checks the text is its server's, since a bare
+/// TCP connect may reach another server on the port, or the probe's own socket (a loopback
+/// connect to a port nobody listens on can pick that port as its source and connect to itself).
+pub fn probe(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// GETs a path.

@@ -2,7 +2,7 @@
 //! by `scripts/setup-test-deps.sh`) on 127.0.0.1, and a proxy in front of it that answers 5xx
 //! for a while, the one fault moto cannot be asked to produce.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,33 +19,34 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a free port.
+    /// Starts moto on a port it picks itself (port 0), so that no other test's server can take
+    /// the port between picking and binding it.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
+        let (mut child, named_port) = spawn(0);
+        let port = match named_port.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("moto did not say which port it listens on");
+            }
+        };
+        Self::wait_until_it_answers(child, port)
     }
 
-    /// Starts moto on `port` and waits until it answers.
+    /// Starts moto on `port` (one a killed moto had) and waits until it answers.
     pub fn start_on(port: u16) -> Self {
-        let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-        assert!(
-            binary.exists(),
-            "{} is missing: run scripts/setup-test-deps.sh",
-            binary.display()
-        );
-        let child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
+        let (child, _) = spawn(port);
+        Self::wait_until_it_answers(child, port)
+    }
+
+    /// Waits until moto answers as S3 on `port`: a TCP connect alone could reach the probe's
+    /// own socket (a loopback connect to a port nobody listens on can pick that port as its
+    /// source and connect to itself).
+    fn wait_until_it_answers(mut child: Child, port: u16) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !http::probe(addr, "/").is_some_and(|text| text.contains("ListAllMyBucketsResult")) {
+            assert!(child.try_wait().unwrap().is_none(), "moto exited on {addr}");
             assert!(Instant::now() < deadline, "moto did not start on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -112,6 +113,38 @@ pub fn client(endpoint: SocketAddr, bucket: &str) -> object_store::aws::AmazonS3
         .with_secret_access_key("test")
         .build()
         .unwrap()
+}
+
+/// Starts `moto_server` on `port`; the port it listens on comes through the receiver.
+fn spawn(port: u16) -> (Child, std::sync::mpsc::Receiver<u16>) {
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    assert!(
+        binary.exists(),
+        "{} is missing: run scripts/setup-test-deps.sh",
+        binary.display()
+    );
+    let mut child = Command::new(binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start moto_server");
+    let stderr = child.stderr.take().unwrap();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    // werkzeug names its port on stderr, then logs every request there: read it to the end so
+    // that moto never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line
+                .split("Running on http://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.trim().parse::<u16>().ok())
+            {
+                let _ = port_tx.send(port);
+            }
+        }
+    });
+    (child, port_rx)
 }
 
 impl Drop for Moto {
