@@ -5,7 +5,8 @@
 # what tracing and metrics cost a small request (telemetry on against off); and pulls from a
 # local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost
 # of a policy plugin's decision against the native policy; and what 2,000 idle connections
-# cost the requests beside them.
+# cost the requests beside them; and porten against llama.cpp's llama-server on the same GGUF
+# files (decode, first token on short and long prompts, a repeated long prefix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -15,6 +16,7 @@ cargo bench --bench dialects
 cargo bench --bench swap
 cargo bench --bench telemetry
 cargo bench --bench connections
+cargo bench --bench cpu_speed
 bash scripts/setup-test-deps.sh
 cargo bench --bench pull
 cargo bench --bench plugins

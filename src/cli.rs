@@ -162,6 +162,10 @@ pub struct ImportArgs {
     /// Copy the bytes even where a reflink or hard link would do
     #[arg(long)]
     pub copy: bool,
+    /// Requantize a GGUF file to this ggml type first (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K...) and
+    /// store that instead [default name: the source's, tagged with the type]
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

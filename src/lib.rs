@@ -4,11 +4,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod fit;
 pub mod mirror_cmd;
 pub mod plugin_check;
 pub mod plugins;
 pub mod progress;
+pub mod quantize;
 pub mod serve;
 pub mod sizing;
 pub mod store_cmd;

@@ -6,8 +6,19 @@ use porten::config::Config;
 use porten::telemetry::Telemetry;
 use porten::{mirror_cmd, store_cmd};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // First of all: code compiled for AVX2 must not run on a CPU without it.
+    if let Err(error) = porten::cpu::check() {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(porten_main())
+}
+
+async fn porten_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = |name: &str| std::env::var(name).ok();
     let mut telemetry = Telemetry::init(cli.log_format, &env);
@@ -41,7 +52,13 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
         Command::Import(a) => {
             let store = store_of(&a.common)?;
             tokio::task::block_in_place(|| {
-                store_cmd::import(&store, &a.path, a.name.as_deref(), a.copy)
+                store_cmd::import(
+                    &store,
+                    &a.path,
+                    a.name.as_deref(),
+                    a.copy,
+                    a.quantize.as_deref(),
+                )
             })
         }
         Command::Ls(a) if a.remote => {

@@ -23,6 +23,7 @@ use crate::sizing::{memory_budget, shape_of};
 /// `metrics` renders `/metrics` (none: metrics are off).
 pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
     raise_file_limit();
+    tracing::info!(kernels = %crate::cpu::kernels(), "cpu");
     let plugins = crate::plugins::Plugins::load(&config)?;
     plugins.watch();
     let store = crate::store_cmd::open_store_with(&config, plugins.eviction.clone())?;
@@ -271,6 +272,11 @@ fn shapes_of(
         };
         match metadata {
             Ok(meta) => {
+                if device == Device::Cpu {
+                    if let Some(slow) = crate::sizing::slow_on_cpu(&meta) {
+                        tracing::warn!(model = %spec.id, "{slow}");
+                    }
+                }
                 shapes.insert(spec.id.clone(), shape_of(&meta, spec.dtype, device));
             }
             Err(e) => tracing::warn!(

@@ -61,6 +61,25 @@ pub fn shape_of(meta: &ModelMetadata, dtype: ModelDtype, device: Device) -> Mode
     }
 }
 
+/// A note for a GGUF model whose weights are mostly in a type candle has no SIMD kernel for on
+/// the CPU, naming the way out; None for any other model.
+pub fn slow_on_cpu(meta: &ModelMetadata) -> Option<String> {
+    if meta.format != WeightFormat::Gguf {
+        return None;
+    }
+    let (dominant, _) = meta.parameters_by_type.iter().max_by_key(|(_, n)| **n)?;
+    let dominant = dominant.to_ascii_lowercase();
+    crate::quantize::WITHOUT_CPU_KERNELS
+        .contains(&dominant.as_str())
+        .then(|| {
+            format!(
+                "its weights are mostly {}, which has no SIMD kernel on the CPU and decodes \
+                 slower than Q8_0 or Q4_0; `porten import FILE --quantize Q8_0` stores a faster copy",
+                dominant.to_ascii_uppercase()
+            )
+        })
+}
+
 /// Parameters a token goes through: for a mixture of experts, the expert weights scaled by the
 /// share of experts used. Only shown to people; memory always counts every expert.
 fn active_parameters(meta: &ModelMetadata) -> u64 {
@@ -156,6 +175,20 @@ mod tests {
         let shape = shape_of(&meta, ModelDtype::Auto, Device::Cpu);
         assert!(shape.assumed_architecture);
         assert_eq!(shape.layers, 30);
+    }
+
+    #[test]
+    fn a_model_mostly_in_a_type_without_cpu_kernels_gets_a_note() {
+        let mut meta = smollm2_like();
+        meta.parameters_by_type = [("q4_1".to_string(), 100), ("q8_0".to_string(), 10)].into();
+        let note = slow_on_cpu(&meta).unwrap();
+        assert!(note.contains("mostly Q4_1"), "{note}");
+        assert!(note.contains("--quantize Q8_0"), "{note}");
+        meta.parameters_by_type = [("q4_1".to_string(), 10), ("q8_0".to_string(), 100)].into();
+        assert_eq!(slow_on_cpu(&meta), None);
+        meta.format = WeightFormat::Safetensors;
+        meta.parameters_by_type = [("q4_1".to_string(), 100)].into();
+        assert_eq!(slow_on_cpu(&meta), None);
     }
 
     #[test]

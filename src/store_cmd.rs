@@ -34,19 +34,33 @@ pub fn open_store_with(
     Ok(Arc::new(store))
 }
 
-/// `porten import`.
-pub fn import(store: &Store, path: &Path, name: Option<&str>, copy: bool) -> anyhow::Result<()> {
+/// `porten import`, with `quantize` a GGUF file requantized first.
+pub fn import(
+    store: &Store,
+    path: &Path,
+    name: Option<&str>,
+    copy: bool,
+    quantize: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Some(target) = quantize {
+        return import_quantized(store, path, name, target);
+    }
     let name = match name {
         Some(n) => n.to_string(),
         None => porten_storage::source::scan(path)?.suggested_name,
     };
+    let mode = if copy {
+        ImportMode::Copy
+    } else {
+        ImportMode::Link
+    };
+    import_as(store, path, &name, mode)
+}
+
+fn import_as(store: &Store, path: &Path, name: &str, mode: ImportMode) -> anyhow::Result<()> {
     let options = ImportOptions {
-        model: ModelRef::parse(&name)?,
-        mode: if copy {
-            ImportMode::Copy
-        } else {
-            ImportMode::Link
-        },
+        model: ModelRef::parse(name)?,
+        mode,
     };
     let report = store.import(path, &options, &Progress::new())?;
     let count = |o: FileOutcome| report.files.iter().filter(|(_, x)| *x == o).count();
@@ -59,7 +73,68 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>, copy: bool) -> any
         count(FileOutcome::HardLinked) + count(FileOutcome::Reflinked),
         count(FileOutcome::Copied),
     );
+    if let Some(slow) = crate::sizing::slow_on_cpu(&report.manifest.metadata) {
+        println!("note: {slow}");
+    }
     Ok(())
+}
+
+/// Requantizes a GGUF file into a scratch directory inside the store (so that the import
+/// links rather than copies it) and imports that, under `name` or the source's name tagged
+/// with the type.
+fn import_quantized(
+    store: &Store,
+    path: &Path,
+    name: Option<&str>,
+    target: &str,
+) -> anyhow::Result<()> {
+    let target = crate::quantize::parse_target(target)?;
+    if !path.is_file() {
+        bail!(
+            "--quantize takes a .gguf file: {} is not a file",
+            path.display()
+        );
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let suggested = ModelRef::parse(&porten_storage::source::scan(path)?.suggested_name)?;
+            let base = crate::quantize::without_quantization_suffix(&suggested.name);
+            format!("{base}:{}", crate::quantize::tag_of(target))
+        }
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".quantize-")
+        .tempdir_in(store.layout().root())
+        .context("cannot make a scratch directory in the store")?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model.gguf");
+    let stem = crate::quantize::without_quantization_suffix(
+        file_name.strip_suffix(".gguf").unwrap_or(file_name),
+    );
+    let out = scratch.path().join(format!(
+        "{stem}.{}.gguf",
+        crate::quantize::tag_of(target).to_ascii_uppercase()
+    ));
+    let report = crate::quantize::requantize(path, &out, target)?;
+    let types: Vec<String> = report
+        .tensors_by_type
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    println!(
+        "quantized {} to {:?}: tensors {}{}",
+        path.display(),
+        target,
+        types.join(", "),
+        match report.fallbacks {
+            0 => String::new(),
+            n => format!(" ({n} whose rows do not fit its blocks kept Q8_0 or their type)"),
+        }
+    );
+    import_as(store, &out, &name, ImportMode::Link)
 }
 
 /// `porten ls`.

@@ -123,7 +123,8 @@ pub enum ModelFormat {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelDtype {
-    /// Let mistral.rs choose (F16 on CPU, BF16 where the GPU supports it).
+    /// F32 activations for GGUF models on the CPU; otherwise mistral.rs's choice (F16 on the
+    /// CPU, BF16 where the GPU supports it).
     #[default]
     Auto,
     /// 32-bit floats.
@@ -148,7 +149,8 @@ pub struct ModelSpec {
     /// What the path holds; `auto` looks at the files.
     #[serde(default)]
     pub format: ModelFormat,
-    /// Compute precision for safetensors and embedding models.
+    /// Compute precision: the activations of a GGUF model (its weights stay quantized), the
+    /// weights and activations of safetensors and embedding models.
     #[serde(default)]
     pub dtype: ModelDtype,
     /// Requests handed to the engine at once; the engine batches them.

@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mistralrs::{
-    EmbeddingModelBuilder, GgufModelBuilder, ModelCategory, ModelDType, TextModelBuilder,
-    TokenSource,
-};
+use mistralrs::{EmbeddingModelBuilder, ModelCategory, ModelDType, TextModelBuilder, TokenSource};
 
 use super::{LoadedModel, ModelKind};
 use crate::config::{ModelDtype, ModelFormat, ModelSpec};
@@ -160,6 +157,8 @@ fn require_files(dir: &Path, names: &[&str]) -> std::result::Result<(), String> 
     }
 }
 
+/// The dtype safetensors weights are converted to and computed in; `auto` is mistral.rs's
+/// choice (F16 on the CPU, which halves their memory against F32).
 fn dtype(d: ModelDtype) -> ModelDType {
     match d {
         ModelDtype::Auto => ModelDType::Auto,
@@ -169,18 +168,31 @@ fn dtype(d: ModelDtype) -> ModelDType {
     }
 }
 
+/// The dtype a GGUF model's activations are computed in (its weights stay quantized). `auto`
+/// is F32 on a CPU build: candle's quantized kernels take F32 input, and F16 costs a conversion
+/// at every norm, rotary embedding and attention step (measured in docs/benchmarks.md). GPU
+/// builds leave it to mistral.rs (BF16 or F16 where the device has them).
+fn gguf_activation_dtype(d: ModelDtype) -> ModelDType {
+    match d {
+        ModelDtype::Auto if cfg!(any(feature = "cuda", feature = "metal")) => ModelDType::Auto,
+        ModelDtype::Auto => ModelDType::F32,
+        explicit => dtype(explicit),
+    }
+}
+
 /// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared).
 /// The prefix cache is off: it keeps finished sequences' KV caches beyond the
 /// `max_concurrency` x `context_length` the memory estimate reserves.
 pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<LoadedModel> {
     let built = match source {
         ModelSource::Gguf { dir, file } => {
-            GgufModelBuilder::new(dir.display().to_string(), vec![file.clone()])
-                .with_token_source(TokenSource::None)
-                .with_max_num_seqs(spec.max_concurrency)
-                .with_prefix_cache_n(None)
-                .build()
-                .await
+            super::gguf::load(super::gguf::GgufLoad {
+                dir: &dir.display().to_string(),
+                file,
+                max_sequences: spec.max_concurrency,
+                dtype: gguf_activation_dtype(spec.dtype),
+            })
+            .await
         }
         ModelSource::Safetensors(dir) => {
             TextModelBuilder::new(dir.display().to_string())
