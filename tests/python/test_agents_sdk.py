@@ -32,7 +32,7 @@ def model(name):
 
 
 def test_an_agent_answers_on_smollm2():
-    agent = Agent(name="planets", instructions="Answer in one short sentence.",
+    agent = Agent(name="planets", instructions="You are a helpful assistant. Answer in one short sentence.",
                   model=model(os.environ["PORTEN_CHAT_MODEL"]),
                   model_settings=ModelSettings(temperature=0, max_tokens=30))
     result = Runner.run_sync(agent, "Name the planet we live on.")
@@ -52,7 +52,7 @@ def test_an_agent_calls_a_function_tool_and_answers_on_the_tiny_model():
 
 
 def test_a_streamed_agent_run():
-    agent = Agent(name="planets", instructions="Answer in one short sentence.",
+    agent = Agent(name="planets", instructions="You are a helpful assistant. Answer in one short sentence.",
                   model=model(os.environ["PORTEN_CHAT_MODEL"]),
                   model_settings=ModelSettings(temperature=0, max_tokens=30))
 
