@@ -4,32 +4,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::{json, Value};
-use support::http::post_json;
+use serde_json::Value;
+use support::cli::{ok, porten};
 use support::server::Porten;
-
-fn porten(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porten"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("PORTEN_AUTO_DOWNLOAD_MB")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run porten")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = porten(home, args);
-    assert!(
-        out.status.success(),
-        "porten {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn show(home: &Path, name: &str) -> Value {
     serde_json::from_str(&ok(home, &["show", name])).unwrap()
@@ -94,17 +72,5 @@ fn a_requantized_copy_is_stored_beside_the_original_and_answers() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown quantization `q7`"));
 
     let server = Porten::start(&["--home", home.to_str().unwrap()]);
-    let answer = post_json(
-        server.addr,
-        "/v1/chat/completions",
-        &json!({"model": name, "temperature": 0, "max_tokens": 40,
-                "messages": [{"role": "user", "content": "Name the planet we live on."}]}),
-        &[],
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let text = answer.json()["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(text.contains("earth"), "{text}");
+    support::assert_names_earth(server.addr, &name);
 }

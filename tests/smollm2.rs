@@ -23,19 +23,7 @@ fn config_with_one_slot(dir: &std::path::Path, gguf: &std::path::Path) -> std::p
 fn smollm2_answers_coherently() {
     let gguf = support::smollm2();
     let server = Porten::with_models(&[("smollm2", &gguf)], &[]);
-    let answer = http::post_json(
-        server.addr,
-        "/v1/chat/completions",
-        &json!({"model": "smollm2", "temperature": 0, "max_tokens": 40,
-                "messages": [{"role": "user", "content": "Name the planet we live on."}]}),
-        &[],
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let text = answer.json()["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(text.contains("earth"), "{text}");
+    support::assert_names_earth(server.addr, "smollm2");
 }
 
 #[test]

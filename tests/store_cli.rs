@@ -4,34 +4,14 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::cli::{ok, porten};
 use support::fixtures::{big_gguf, flip_a_byte, write_tiny_chat_model};
 use support::http::post_json;
 use support::server::Porten;
-
-fn porten(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porten"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("PORTEN_AUTO_DOWNLOAD_MB")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run porten")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = porten(home, args);
-    assert!(
-        out.status.success(),
-        "porten {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn tiny_chat(dir: &Path) -> String {
     write_tiny_chat_model(dir);

