@@ -4,57 +4,42 @@
 //! on a CPU without those features the binary would die of SIGILL at its first matrix product,
 //! where this check says what is missing instead.
 
-/// The x86-64 features the compiler was allowed to use, as `is_x86_feature_detected!` names
-/// them: the x86-64-v3 level (AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE) and the v2 features under it.
-pub fn compiled_features() -> Vec<&'static str> {
-    let all: [(&str, bool); 13] = [
-        ("sse3", cfg!(target_feature = "sse3")),
-        ("ssse3", cfg!(target_feature = "ssse3")),
-        ("sse4.1", cfg!(target_feature = "sse4.1")),
-        ("sse4.2", cfg!(target_feature = "sse4.2")),
-        ("popcnt", cfg!(target_feature = "popcnt")),
-        ("avx", cfg!(target_feature = "avx")),
-        ("avx2", cfg!(target_feature = "avx2")),
-        ("fma", cfg!(target_feature = "fma")),
-        ("f16c", cfg!(target_feature = "f16c")),
-        ("bmi1", cfg!(target_feature = "bmi1")),
-        ("bmi2", cfg!(target_feature = "bmi2")),
-        ("lzcnt", cfg!(target_feature = "lzcnt")),
-        ("movbe", cfg!(target_feature = "movbe")),
-    ];
-    all.into_iter()
-        .filter(|(_, compiled)| *compiled)
-        .map(|(name, _)| name)
-        .collect()
+/// The x86-64-v3 level (AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE) and the v2 features under it,
+/// as `is_x86_feature_detected!` names them: one list, so what is compiled in and what is
+/// checked cannot drift apart.
+macro_rules! x86_features {
+    ($($name:tt),* $(,)?) => {
+        /// The features of the list the compiler was allowed to use.
+        pub fn compiled_features() -> Vec<&'static str> {
+            [$(($name, cfg!(target_feature = $name))),*]
+                .into_iter()
+                .filter(|(_, compiled)| *compiled)
+                .map(|(name, _)| name)
+                .collect()
+        }
+
+        /// Whether the CPU running this has `feature` (a name from [`compiled_features`]).
+        pub fn cpu_has(feature: &str) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            {
+                match feature {
+                    $($name => std::arch::is_x86_feature_detected!($name),)*
+                    _ => false,
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = feature;
+                false
+            }
+        }
+    };
 }
 
-/// Whether the CPU running this has `feature` (a name from [`compiled_features`]).
-pub fn cpu_has(feature: &str) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match feature {
-            "sse3" => std::arch::is_x86_feature_detected!("sse3"),
-            "ssse3" => std::arch::is_x86_feature_detected!("ssse3"),
-            "sse4.1" => std::arch::is_x86_feature_detected!("sse4.1"),
-            "sse4.2" => std::arch::is_x86_feature_detected!("sse4.2"),
-            "popcnt" => std::arch::is_x86_feature_detected!("popcnt"),
-            "avx" => std::arch::is_x86_feature_detected!("avx"),
-            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-            "fma" => std::arch::is_x86_feature_detected!("fma"),
-            "f16c" => std::arch::is_x86_feature_detected!("f16c"),
-            "bmi1" => std::arch::is_x86_feature_detected!("bmi1"),
-            "bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
-            "lzcnt" => std::arch::is_x86_feature_detected!("lzcnt"),
-            "movbe" => std::arch::is_x86_feature_detected!("movbe"),
-            _ => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = feature;
-        false
-    }
-}
+x86_features!(
+    "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "f16c", "bmi1", "bmi2",
+    "lzcnt", "movbe",
+);
 
 /// The error for a CPU that lacks some of `compiled`, judged by `has`; None when it has them all.
 pub fn missing_features_error(compiled: &[&str], has: impl Fn(&str) -> bool) -> Option<String> {
