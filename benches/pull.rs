@@ -117,6 +117,7 @@ fn run(
         let options = ImportOptions {
             model: model.clone(),
             mode: ImportMode::Link,
+            made_from: None,
         };
         let manifest = source.import(path, &options, &NoProgress).unwrap().manifest;
         runtime

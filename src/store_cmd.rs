@@ -54,13 +54,20 @@ pub fn import(
     } else {
         ImportMode::Link
     };
-    import_as(store, path, &name, mode)
+    import_as(store, path, &name, mode, None)
 }
 
-fn import_as(store: &Store, path: &Path, name: &str, mode: ImportMode) -> anyhow::Result<()> {
+fn import_as(
+    store: &Store,
+    path: &Path,
+    name: &str,
+    mode: ImportMode,
+    made_from: Option<String>,
+) -> anyhow::Result<()> {
     let options = ImportOptions {
         model: ModelRef::parse(name)?,
         mode,
+        made_from,
     };
     let report = store.import(path, &options, &Progress::new())?;
     let count = |o: FileOutcome| report.files.iter().filter(|(_, x)| *x == o).count();
@@ -134,7 +141,8 @@ fn import_quantized(
             n => format!(" ({n} whose rows do not fit its blocks kept Q8_0 or their type)"),
         }
     );
-    import_as(store, &out, &name, ImportMode::Link)
+    let made_from = format!("{} (requantized to {target:?})", path.display());
+    import_as(store, &out, &name, ImportMode::Link, Some(made_from))
 }
 
 /// `porten ls`.

@@ -57,6 +57,7 @@ fn a_requantized_copy_is_stored_beside_the_original_and_answers() {
         "{original}\n{copy}"
     );
     assert_eq!(name, "smollm2-135m-instruct:q8_0");
+    assert_eq!(copy["source"], format!("{gguf} (requantized to Q8_0)"));
     let ls = ok(&home, &["ls"]);
     assert!(ls.contains("smollm2:latest") && ls.contains(&name), "{ls}");
 

@@ -8,7 +8,11 @@
 //!     budget_bytes: Some(50 << 30),
 //!     ..StoreConfig::default()
 //! })?);
-//! let options = ImportOptions { model: ModelRef::parse("smollm2")?, mode: ImportMode::Link };
+//! let options = ImportOptions {
+//!     model: ModelRef::parse("smollm2")?,
+//!     mode: ImportMode::Link,
+//!     made_from: None,
+//! };
 //! store.import("SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), &options, &NoProgress)?;
 //! let checkout = store.checkout(&options.model)?; // verified, leased, ready to load
 //! println!("load from {}", checkout.dir().display());

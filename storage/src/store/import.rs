@@ -36,6 +36,9 @@ pub struct ImportOptions {
     pub model: ModelRef,
     /// Link or copy.
     pub mode: ImportMode,
+    /// What the manifest names as the model's source instead of the imported path: for a file
+    /// porten made from another (a requantized copy in a scratch directory), that other.
+    pub made_from: Option<String>,
 }
 
 /// How one file got into the store.
@@ -172,7 +175,12 @@ impl Store {
             model: model.clone(),
             files: entries,
             metadata,
-            source: Some(path.display().to_string()),
+            source: Some(
+                options
+                    .made_from
+                    .clone()
+                    .unwrap_or_else(|| path.display().to_string()),
+            ),
             created_ms: now,
             last_used_ms: now,
             pinned: false,

@@ -127,6 +127,7 @@ pub fn options(name: &str, mode: ImportMode) -> ImportOptions {
     ImportOptions {
         model: ModelRef::parse(name).unwrap(),
         mode,
+        made_from: None,
     }
 }
 
