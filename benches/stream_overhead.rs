@@ -10,7 +10,7 @@ use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mistralrs::{GgufModelBuilder, RequestBuilder, Response, TextMessageRole, TokenSource};
+use mistralrs::{RequestBuilder, Response, TextMessageRole};
 
 const PROMPT: &str = "Write a short story about a lighthouse keeper.";
 
@@ -59,12 +59,16 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = gguf.parent().unwrap().display().to_string();
     let file = gguf.file_name().unwrap().to_string_lossy().into_owned();
+    // The same pipeline and activation dtype porten loads GGUF files with (F32 on the CPU).
     let model = rt
-        .block_on(
-            GgufModelBuilder::new(dir, vec![file])
-                .with_token_source(TokenSource::None)
-                .build(),
-        )
+        .block_on(porten_proxy::engine::gguf::load(
+            porten_proxy::engine::gguf::GgufLoad {
+                dir: &dir,
+                file: &file,
+                max_sequences: 4,
+                dtype: mistralrs::ModelDType::F32,
+            },
+        ))
         .unwrap();
 
     let home = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! counting a prompt's tokens. What a job says comes from the dialects, through
 //! `crate::generation`; the engine knows no wire format.
 
-mod gguf;
+pub mod gguf;
 mod load;
 mod sampling;
 
