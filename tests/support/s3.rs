@@ -39,21 +39,22 @@ impl Moto {
         Self::wait_until_it_answers(child, port)
     }
 
-    /// Waits until moto answers as S3 on `port`: a TCP connect alone could reach the probe's
-    /// own socket (a loopback connect to a port nobody listens on can pick that port as its
-    /// source and connect to itself).
-    fn wait_until_it_answers(mut child: Child, port: u16) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    /// Waits until moto itself answers as S3 on `port` (see [`http::probe`] for why a TCP
+    /// connect is not enough). A moto that never answers is killed with the panic.
+    fn wait_until_it_answers(child: Child, port: u16) -> Self {
+        let mut moto = Moto {
+            child: Some(child),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        };
+        let addr = moto.addr;
+        let child = moto.child.as_mut().expect("just started");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !http::probe(addr, "/").is_some_and(|text| text.contains("ListAllMyBucketsResult")) {
             assert!(child.try_wait().unwrap().is_none(), "moto exited on {addr}");
             assert!(Instant::now() < deadline, "moto did not start on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto {
-            child: Some(child),
-            addr,
-        }
+        moto
     }
 
     /// Creates a bucket.
