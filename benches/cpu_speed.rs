@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
+use common::{env_usize, median, script_path, smollm2, Porten, StreamRun as Run};
 use serde_json::{json, Value};
 
 const THREADS: &str = "2";
@@ -46,10 +46,7 @@ impl LlamaServer {
             .expect("start llama-server");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if health(addr) {
-                break;
-            }
+        while !health(addr) {
             assert!(Instant::now() < deadline, "llama-server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -129,21 +126,18 @@ enum Shape {
 }
 
 fn messages(shape: &Shape, run: usize) -> Value {
-    let question = |k: usize| {
-        format!("Question {k}: write a long story about the notes above, in plain prose.")
-    };
     match shape {
         Shape::Short => json!([
             {"role": "system", "content": format!("You are a helpful assistant. Session {run}.")},
             {"role": "user", "content": format!("{}Write a long story about it.", notes(1000 * run + 500, 50))},
         ]),
-        Shape::Long => json!([
+        Shape::Long | Shape::LongAgain => json!([
             {"role": "system", "content": notes(1000 * run, 1950)},
-            {"role": "user", "content": question(2 * run)},
-        ]),
-        Shape::LongAgain => json!([
-            {"role": "system", "content": notes(1000 * run, 1950)},
-            {"role": "user", "content": question(2 * run + 1)},
+            // (c) differs from the (b) before it in this last message only.
+            {"role": "user", "content": format!(
+                "Question {}: write a long story about the notes above, in plain prose.",
+                2 * run + usize::from(matches!(shape, Shape::LongAgain))
+            )},
         ]),
     }
 }
@@ -161,17 +155,10 @@ fn stream(addr: SocketAddr, model: &str, messages: &Value, max_tokens: usize) ->
 
 /// The bin directory with llama-server and llama-quantize.
 fn llama_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("LLAMA_BIN") {
-        return dir.into();
+    match std::env::var("LLAMA_BIN") {
+        Ok(dir) => dir.into(),
+        Err(_) => script_path("fetch-llama-server.sh"),
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-llama-server.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building llama-server failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// `gguf` requantized to `kind` by llama-quantize, cached beside it.

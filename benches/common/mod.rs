@@ -80,15 +80,22 @@ impl StreamRun {
 
 /// SmolLM2's GGUF file: `PORTEN_SMOLLM2_GGUF`, else fetched by `scripts/fetch-smollm2.sh`.
 pub fn smollm2() -> PathBuf {
-    if let Ok(p) = std::env::var("PORTEN_SMOLLM2_GGUF") {
-        return p.into();
+    match std::env::var("PORTEN_SMOLLM2_GGUF") {
+        Ok(p) => p.into(),
+        Err(_) => script_path("fetch-smollm2.sh"),
     }
+}
+
+/// Runs `scripts/NAME`, which fetches or builds something when missing (its progress on
+/// stderr) and prints its path.
+pub fn script_path(name: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
-        .arg(root.join("scripts/fetch-smollm2.sh"))
+        .arg(root.join("scripts").join(name))
+        .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap();
-    assert!(out.status.success(), "fetching SmolLM2 failed");
+    assert!(out.status.success(), "scripts/{name} failed");
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
