@@ -149,17 +149,14 @@ pub fn requantize(source: &Path, dest: &Path, target: GgmlDType) -> anyhow::Resu
     let mut metadata: Vec<(&str, gguf_file::Value)> = content
         .metadata
         .iter()
-        // The writer aligns tensor data to 32 bytes, the GGUF default.
-        .filter(|(k, _)| k.as_str() != "general.alignment")
+        // The writer aligns tensor data to 32 bytes, the GGUF default; the file type is new.
+        .filter(|(k, _)| !matches!(k.as_str(), "general.alignment" | "general.file_type"))
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    match metadata.iter_mut().find(|(k, _)| *k == "general.file_type") {
-        Some((_, v)) => *v = gguf_file::Value::U32(file_type(target)),
-        None => metadata.push((
-            "general.file_type",
-            gguf_file::Value::U32(file_type(target)),
-        )),
-    }
+    metadata.push((
+        "general.file_type",
+        gguf_file::Value::U32(file_type(target)),
+    ));
     metadata.sort_by(|a, b| a.0.cmp(b.0));
 
     let mut out = BufWriter::new(
