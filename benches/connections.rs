@@ -16,8 +16,8 @@ mod fixtures;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::load::measure;
-use common::{env_usize, median, Porten};
+use common::load::{interleaved, measure};
+use common::{env_usize, Porten};
 use file_limit::raise_own_file_limit;
 
 /// Opens `count` connections that each make one request and then stay open, idle.
@@ -66,33 +66,15 @@ fn main() {
     let server = Porten::start(home.path(), &["--model".as_ref(), model.as_ref()]);
     measure(server.addr, clients, 1.0);
 
-    let (mut alone_rates, mut beside_rates) = (Vec::new(), Vec::new());
-    let (mut alone_latencies, mut beside_latencies) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for with_idle in order {
-            // Fresh each round, well within the idle timeout.
-            let held = with_idle.then(|| idle_connections(server.addr, idle));
-            let (rate, latencies) = measure(server.addr, clients, secs);
-            drop(held);
-            let (rates, all) = if with_idle {
-                (&mut beside_rates, &mut beside_latencies)
-            } else {
-                (&mut alone_rates, &mut alone_latencies)
-            };
-            rates.push(rate);
-            all.extend(latencies);
-        }
-    }
-    let (alone, beside) = (median(alone_rates), median(beside_rates));
-    let (alone_p50, beside_p50) = (
-        median(alone_latencies) * 1e3,
-        median(beside_latencies) * 1e3,
-    );
+    let (beside, alone) = interleaved(rounds, |with_idle| {
+        // Fresh each round, well within the idle timeout.
+        let held = with_idle.then(|| idle_connections(server.addr, idle));
+        let figures = measure(server.addr, clients, secs);
+        drop(held);
+        figures
+    });
+    let (alone, alone_p50) = (alone.rate, alone.p50_ms);
+    let (beside, beside_p50) = (beside.rate, beside.p50_ms);
     println!("idle connections: 1-token chat on a tiny model, {clients} keep-alive clients, {rounds} rounds of {secs} s");
     println!("  alone              : {alone:8.1} req/s   p50 {alone_p50:6.3} ms");
     println!("  beside {idle:5} idle  : {beside:8.1} req/s   p50 {beside_p50:6.3} ms");

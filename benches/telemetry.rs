@@ -12,8 +12,8 @@ mod fixtures;
 
 use std::time::Duration;
 
-use common::load::measure;
-use common::{env_usize, median, Porten};
+use common::load::{interleaved, measure};
+use common::{env_usize, Porten};
 use fake_opentelemetry_collector::FakeCollectorServer;
 
 fn main() {
@@ -60,28 +60,12 @@ fn main() {
         measure(server.addr, clients, 1.0);
     }
 
-    let (mut on_rates, mut off_rates) = (Vec::new(), Vec::new());
-    let (mut on_latencies, mut off_latencies) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for telemetry in order {
-            let server = if telemetry { &on } else { &off };
-            let (rate, latencies) = measure(server.addr, clients, secs);
-            let (rates, all) = if telemetry {
-                (&mut on_rates, &mut on_latencies)
-            } else {
-                (&mut off_rates, &mut off_latencies)
-            };
-            rates.push(rate);
-            all.extend(latencies);
-        }
-    }
-    let (on_rate, off_rate) = (median(on_rates), median(off_rates));
-    let (on_p50, off_p50) = (median(on_latencies) * 1e3, median(off_latencies) * 1e3);
+    let (with, without) = interleaved(rounds, |telemetry| {
+        let server = if telemetry { &on } else { &off };
+        measure(server.addr, clients, secs)
+    });
+    let (on_rate, on_p50) = (with.rate, with.p50_ms);
+    let (off_rate, off_p50) = (without.rate, without.p50_ms);
     println!("telemetry overhead: 1-token chat on a tiny model, {clients} keep-alive clients, {rounds} rounds of {secs} s");
     println!("  telemetry off : {off_rate:8.1} req/s   p50 {off_p50:6.3} ms");
     println!("  telemetry on  : {on_rate:8.1} req/s   p50 {on_p50:6.3} ms   (OTLP traces + metrics, /metrics)");

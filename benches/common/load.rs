@@ -80,3 +80,37 @@ pub fn measure(addr: SocketAddr, clients: usize, secs: f64) -> (f64, Vec<f64>) {
         latencies,
     )
 }
+
+/// One variant's figures over all rounds: the median of its rounds' requests/s and the median
+/// of all its latencies, in ms.
+pub struct Medians {
+    pub rate: f64,
+    pub p50_ms: f64,
+}
+
+/// `rounds` rounds of `run(true)` and `run(false)`, each a `measure`, in alternating order so
+/// neither variant always goes first: the figures for `true`, then for `false`.
+pub fn interleaved(
+    rounds: usize,
+    mut run: impl FnMut(bool) -> (f64, Vec<f64>),
+) -> (Medians, Medians) {
+    let mut figures: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for variant in order {
+            let (rate, latencies) = run(variant);
+            let (rates, all) = &mut figures[usize::from(!variant)];
+            rates.push(rate);
+            all.extend(latencies);
+        }
+    }
+    let [yes, no] = figures.map(|(rates, latencies)| Medians {
+        rate: super::median(rates),
+        p50_ms: super::median(latencies) * 1e3,
+    });
+    (yes, no)
+}
