@@ -432,3 +432,29 @@ fn partial_downloads_count_in_the_budget_once_and_stale_ones_go_first() {
     import(&store, &gguf, "m", ImportMode::Copy).unwrap();
     assert!(!partial.exists());
 }
+
+#[test]
+fn a_copy_names_the_same_blobs_twice_and_removing_one_keeps_the_other_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("m.gguf");
+    write_gguf(&gguf, &[3; 50_000]);
+    let store = open_store(&dir.path().join("store"), None);
+    import(&store, &gguf, "m", ImportMode::Copy).unwrap();
+    let from = porten_storage::ModelRef::parse("m").unwrap();
+    let to = porten_storage::ModelRef::parse("m:second").unwrap();
+    let copy = store.copy(&from, &to).unwrap();
+    assert_eq!(copy.files, store.manifest(&from).unwrap().files);
+    assert_eq!(
+        blob_files(&dir.path().join("store")).len(),
+        1,
+        "no bytes copied"
+    );
+    assert!(matches!(
+        store.copy(&from, &to),
+        Err(Error::ModelBusy { .. })
+    ));
+    store.remove(&from, false).unwrap();
+    assert_eq!(blob_files(&dir.path().join("store")).len(), 1);
+    store.checkout(&to).unwrap();
+    assert!(store.verify(None).unwrap().problems.is_empty());
+}

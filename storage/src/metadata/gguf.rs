@@ -90,6 +90,10 @@ fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
     meta.parameter_count = Some(params);
     meta.tied_embeddings = Some(!has_output);
     meta.architecture = Some(arch);
+    meta.chat_template = match kv.get("tokenizer.chat_template") {
+        Some(Value::Str(t)) => Some(t.clone()),
+        _ => None,
+    };
     meta.quantization = match kv.get("general.file_type") {
         Some(Value::Int(t)) => file_type(*t).map(str::to_string),
         _ => None,

@@ -66,6 +66,9 @@ pub struct ModelMetadata {
     /// The output layer reuses the token-embedding table (no separate `output.weight`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tied_embeddings: Option<bool>,
+    /// The chat template (Jinja) the model ships, when it ships one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
     /// Bytes of tensor data (weights as stored).
     pub tensor_bytes: u64,
     /// Parameters per tensor type (`q4_K` -> n), for estimates by bits per weight.
@@ -90,6 +93,7 @@ impl ModelMetadata {
             experts_used: None,
             vocab_size: None,
             tied_embeddings: None,
+            chat_template: None,
             tensor_bytes: 0,
             parameters_by_type: BTreeMap::new(),
         }

@@ -8,6 +8,21 @@ use serde_json::Value;
 
 use super::{ModelMetadata, WeightFormat};
 
+/// The `chat_template` of a `tokenizer_config.json` (a string; the list form of several
+/// named templates gives its `default`), when there is one.
+fn chat_template(tokenizer_config: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(tokenizer_config).ok()?;
+    let config: Value = serde_json::from_str(&text).ok()?;
+    match config.get("chat_template")? {
+        Value::String(t) => Some(t.clone()),
+        Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+        _ => None,
+    }
+}
+
 /// A header larger than this is not a real safetensors header.
 const MAX_HEADER: u64 = 100 << 20;
 
@@ -17,6 +32,7 @@ pub fn read(
     tensors: &[&Path],
 ) -> Result<ModelMetadata, String> {
     let mut meta = ModelMetadata::empty(format);
+    meta.chat_template = chat_template(&config.with_file_name("tokenizer_config.json"));
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("cannot read {}: {e}", config.display()))?;
     let config: Value =

@@ -126,6 +126,31 @@ impl Store {
         })
     }
 
+    /// Names `from`'s files a second time, as `to` (Ollama's `copy`): no bytes are copied, the
+    /// two share their blobs. An existing `to` is refused; the copy starts unpinned.
+    pub fn copy(&self, from: &ModelRef, to: &ModelRef) -> Result<Arc<Manifest>> {
+        self.locked(|_| {
+            let source = self.manifest(from)?;
+            if self.manifest(to).is_ok() {
+                return Err(Error::ModelBusy {
+                    model: to.to_string(),
+                    why: "already in the store (remove it first)",
+                });
+            }
+            let now = now_ms();
+            let copy = Manifest {
+                model: to.clone(),
+                source: Some(format!("copy of {from}")),
+                created_ms: now,
+                last_used_ms: now,
+                pinned: false,
+                ..(*source).clone()
+            };
+            self.write_manifest(&copy)?;
+            Ok(Arc::new(copy))
+        })
+    }
+
     /// Pins or unpins a model (a pinned model is never evicted).
     pub fn set_pinned(&self, model: &ModelRef, pinned: bool) -> Result<()> {
         self.locked(|_| {
