@@ -2,6 +2,7 @@
 //! proxy's parts into a running server.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod cpu;

@@ -1,20 +1,16 @@
 //! `porten serve`: resolve models, bind, announce the address, load, serve until a signal.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use opentelemetry::metrics::ObservableGauge;
-use porten_proxy::config::{ModelFormat, ModelSpec};
+use porten_proxy::config::ModelSpec;
 use porten_proxy::http::MetricsText;
-use porten_proxy::models::{ModelRegistry, Preflight, Residency};
+use porten_proxy::models::{ModelRegistry, Residency};
 use porten_proxy::residency::{Device, ModelShape};
 use porten_proxy::BoundServer;
-use porten_storage::{
-    Checkout, DiskUsage, ImportProgress, Manifest, Mirror, ModelRef, Store, WeightFormat,
-    DEFAULT_TAG,
-};
+use porten_storage::{Checkout, DiskUsage, Manifest, Mirror, ModelRef, Store, DEFAULT_TAG};
 
 use crate::config::Config;
 use crate::sizing::{memory_budget, shape_of};
@@ -40,18 +36,23 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
         device = device.as_str(),
         "memory budget"
     );
+    let shapes = shapes_of(&config.models, &checkouts, &remote, device);
+    let fetched_on_load = remote.keys().cloned().collect();
+    let catalog = crate::catalog::StoreCatalog::new(
+        store.clone(),
+        mirror,
+        device,
+        remote,
+        checkouts,
+        &config.models,
+    );
     let residency = Residency {
         budget,
         keep_alive: config.memory.keep_alive,
         device,
-        shapes: shapes_of(&config.models, &checkouts, &remote, device),
-        fetched_on_load: remote.keys().cloned().collect(),
-        preflight: Some(prepare_before_load(
-            store.clone(),
-            mirror,
-            remote,
-            checkouts,
-        )),
+        shapes,
+        fetched_on_load,
+        preflight: Some(catalog.preflight()),
         ..Residency::default()
     };
     let residency = match &plugins.placement {
@@ -64,7 +65,7 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
     tokio::spawn(reload_on_sighup(Arc::new(plugins)));
     // Every model path is checked before the port is taken: a typo is a start-up error.
     let models = Arc::new(ModelRegistry::new(&config.models, residency)?);
-    for slot in models.iter() {
+    for slot in models.all() {
         let e = &slot.estimate;
         tracing::info!(
             model = %slot.spec.id,
@@ -79,7 +80,8 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
     }
     let server = BoundServer::bind(config.server.clone(), models.clone(), metrics)
         .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?
+        .with_catalog(catalog);
     let addr = server.local_addr()?;
     // A stable line on stdout, for scripts and tests that asked for port 0.
     println!("porten listening on http://{addr}");
@@ -204,33 +206,12 @@ async fn choose_models(
     }
     for spec in config.models.iter_mut() {
         if let Some(manifest) = remote.get(&spec.id) {
-            point_at_pull_target(spec, store, manifest)?;
+            let dir = store.layout().materialized(&manifest.model);
+            crate::catalog::point_at(spec, &dir, manifest)
+                .with_context(|| format!("the mirror's `{}`", spec.id))?;
         }
     }
     Ok(remote)
-}
-
-/// Where a model pulled on first use will be: its materialized directory (its `.gguf` file,
-/// for GGUF), in the manifest's format.
-fn point_at_pull_target(
-    spec: &mut ModelSpec,
-    store: &Store,
-    manifest: &Manifest,
-) -> anyhow::Result<()> {
-    let dir = store.layout().materialized(&manifest.model);
-    (spec.path, spec.format) = match manifest.metadata.format {
-        WeightFormat::Gguf => {
-            let gguf = manifest
-                .files
-                .iter()
-                .find(|f| f.path.ends_with(".gguf"))
-                .with_context(|| format!("the mirror's `{}` lists no .gguf file", spec.id))?;
-            (dir.join(&gguf.path), ModelFormat::Gguf)
-        }
-        WeightFormat::Safetensors => (dir, ModelFormat::Safetensors),
-        WeightFormat::Embedding => (dir, ModelFormat::Embedding),
-    };
-    Ok(())
 }
 
 /// Points every store model (a spec without a path) at its materialized directory, leasing it for
@@ -287,63 +268,6 @@ fn shapes_of(
         }
     }
     shapes
-}
-
-/// Just before a store model loads: pulls it from the mirror if it is not in the store yet
-/// (the request that caused the load waits; the scheduler runs one load per model at a time, so
-/// concurrent requests share the pull), then rehashes its blobs, so that a corrupt blob fails
-/// that model (and is quarantined), never the server.
-fn prepare_before_load(
-    store: Arc<Store>,
-    mirror: Option<Mirror>,
-    remote: HashMap<String, Manifest>,
-    checkouts: HashMap<String, Checkout>,
-) -> Preflight {
-    let checkouts = Mutex::new(checkouts);
-    Arc::new(move |spec: &ModelSpec| {
-        let held = |id: &str| lock(&checkouts).contains_key(id);
-        if let (Some(manifest), Some(mirror)) = (remote.get(&spec.id), &mirror) {
-            if !held(&spec.id) {
-                let model = &manifest.model;
-                tokio::runtime::Handle::current()
-                    .block_on(mirror.pull(&store, model, &PullLog::default()))
-                    .map_err(|e| format!("cannot pull `{model}` from the mirror: {e}"))?;
-                let checkout = store.prepare(model).map_err(|e| e.to_string())?;
-                lock(&checkouts).insert(spec.id.clone(), checkout);
-            }
-        }
-        match lock(&checkouts).get(&spec.id) {
-            Some(checkout) => checkout.verify().map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
-    })
-}
-
-/// A pull's progress in the log: its size when it starts, then every tenth of the way.
-#[derive(Default)]
-struct PullLog {
-    total: AtomicU64,
-    done: AtomicU64,
-}
-
-impl ImportProgress for PullLog {
-    fn phase(&self, _name: &str, total_bytes: u64) {
-        self.total.store(total_bytes, Ordering::Relaxed);
-        tracing::info!(mib = total_bytes >> 20, "downloading from the mirror");
-    }
-
-    fn advance(&self, bytes: u64) {
-        let total = self.total.load(Ordering::Relaxed).max(1);
-        let before = self.done.fetch_add(bytes, Ordering::Relaxed);
-        let (was, now) = (before * 10 / total, (before + bytes) * 10 / total);
-        if now > was && now < 10 {
-            tracing::info!(percent = now * 10, "downloading from the mirror");
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// SIGHUP reloads the policy plugins (they also reload when their files change).

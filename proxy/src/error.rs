@@ -125,6 +125,15 @@ pub enum Error {
     /// The server is shutting down and takes no new work.
     #[error("The server is shutting down")]
     ShuttingDown,
+    /// The model cannot be changed that way now (deleting one that is loaded or pinned).
+    #[error("{0}")]
+    ModelBusy(String),
+    /// Something this server does not do, with what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The model store failed (a pull, a copy, a deletion), with its reason.
+    #[error("{0}")]
+    Store(String),
     /// The engine failed while serving a valid request.
     #[error("The model engine failed: {0}")]
     Engine(String),
@@ -183,7 +192,9 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::Unauthorized(_)
             | Error::PayloadTooLarge { .. }
-            | Error::RequestTimeout { .. } => Origin::Client,
+            | Error::RequestTimeout { .. }
+            | Error::ModelBusy(_)
+            | Error::Unsupported(_) => Origin::Client,
             Error::Engine(_)
             | Error::ModelUnavailable { .. }
             | Error::ModelLoad { .. }
@@ -192,6 +203,7 @@ impl Error {
             | Error::TooManyConnections { .. }
             | Error::ShuttingDown
             | Error::Config(_)
+            | Error::Store(_)
             | Error::Io(_) => Origin::Internal,
         }
     }

@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 pub mod admission;
+pub mod catalog;
 pub mod config;
 pub mod dialects;
 mod drain;

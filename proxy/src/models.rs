@@ -67,10 +67,16 @@ pub struct ModelSlot {
     pub estimate: MemoryEstimate,
     /// How its estimate was made.
     pub load_settings: LoadSettings,
+    /// The shape its estimate came from.
+    pub shape: ModelShape,
     source: ModelSource,
     /// Its files appear only after the preflight: resolve the source again then.
     fetched_on_load: bool,
     admission: Admission,
+    /// Shared by every admitted request; held alone by one that reads a prompt's raw logits,
+    /// which mistral.rs 0.8 cannot schedule beside any other prompt (it asserts, and its
+    /// engine thread dies).
+    turns: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl ModelSlot {
@@ -93,9 +99,16 @@ impl ModelSlot {
 pub struct Admitted {
     // The lease goes before the slot: the model is released before the next request enters.
     lease: residency::Lease<LoadedModel>,
+    _turn: Turn,
     _slot: Slot,
     /// Tokens a sequence may hold, prompt and answer: the context its memory estimate sized.
     pub context_length: u64,
+}
+
+/// A request's share of its model: with the others, or alone.
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 impl std::ops::Deref for Admitted {
@@ -105,10 +118,23 @@ impl std::ops::Deref for Admitted {
     }
 }
 
+/// Every served model's slot, by id: shared by the registry and its loader, and changed when a
+/// model is pulled, copied or deleted while the server runs.
+type Slots = Arc<std::sync::RwLock<BTreeMap<String, Arc<ModelSlot>>>>;
+
 /// All served models, by id, and the scheduler that keeps them in memory.
 pub struct ModelRegistry {
-    slots: BTreeMap<String, Arc<ModelSlot>>,
+    slots: Slots,
     scheduler: Scheduler<LoadedModel>,
+    device: Device,
+}
+
+/// A model to serve from now on, found after start-up.
+pub struct NewModel {
+    /// How to serve it.
+    pub spec: ModelSpec,
+    /// Its shape from its metadata; without one it is sized from its files.
+    pub shape: Option<ModelShape>,
 }
 
 impl ModelRegistry {
@@ -119,36 +145,10 @@ impl ModelRegistry {
         let mut slots = BTreeMap::new();
         let mut plans = Vec::new();
         for spec in specs {
-            spec.validate()?;
             let fetched_on_load = residency.fetched_on_load.contains(&spec.id);
-            let source = if fetched_on_load {
-                expected_source(spec)?
-            } else {
-                resolve_source(spec)?
-            };
-            let shape = match residency.shapes.get(&spec.id) {
-                Some(shape) => shape.clone(),
-                None => shape_from_file_sizes(&source),
-            };
-            let load_settings = LoadSettings {
-                context: residency::context_for(spec.context_length, &shape),
-                sequences: spec.max_concurrency as u64,
-                device: residency.device,
-            };
-            let estimate = estimate(&shape, &load_settings);
-            plans.push(ModelPlan {
-                id: spec.id.clone(),
-                estimate: estimate.total,
-                keep_alive: spec.keep_alive,
-            });
-            let slot = ModelSlot {
-                spec: spec.clone(),
-                estimate,
-                load_settings,
-                source,
-                fetched_on_load,
-                admission: Admission::new(spec.max_concurrency, spec.max_queue),
-            };
+            let shape = residency.shapes.get(&spec.id).cloned();
+            let (slot, plan) = plan_slot(spec, shape, fetched_on_load, residency.device)?;
+            plans.push(plan);
             if slots.insert(spec.id.clone(), Arc::new(slot)).is_some() {
                 return Err(Error::Config(format!(
                     "model id `{}` is declared twice",
@@ -156,6 +156,7 @@ impl ModelRegistry {
                 )));
             }
         }
+        let slots: Slots = Arc::new(std::sync::RwLock::new(slots));
         let loader = MistralLoader {
             slots: slots.clone(),
             preflight: residency.preflight,
@@ -180,29 +181,82 @@ impl ModelRegistry {
                 }
             });
         }
-        Ok(Self { slots, scheduler })
+        Ok(Self {
+            slots,
+            scheduler,
+            device: residency.device,
+        })
     }
 
     /// The model called `id`.
-    pub fn get(&self, id: &str) -> Result<&Arc<ModelSlot>> {
-        self.slots
+    pub fn get(&self, id: &str) -> Result<Arc<ModelSlot>> {
+        read(&self.slots)
             .get(id)
+            .cloned()
             .ok_or_else(|| Error::ModelNotFound(id.to_string()))
     }
 
     /// Every model, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
-        self.slots.values()
+    pub fn all(&self) -> Vec<Arc<ModelSlot>> {
+        read(&self.slots).values().cloned().collect()
+    }
+
+    /// Serves `model` from now on (a model pulled or copied while the server runs). Its files
+    /// must be on disk.
+    pub fn add(&self, model: NewModel) -> Result<Arc<ModelSlot>> {
+        let (slot, plan) = plan_slot(&model.spec, model.shape, false, self.device)?;
+        let slot = Arc::new(slot);
+        let mut slots = write(&self.slots);
+        if slots.contains_key(&model.spec.id) {
+            return Err(Error::ModelBusy(format!(
+                "model `{}` already exists",
+                model.spec.id
+            )));
+        }
+        self.scheduler.add(plan)?;
+        slots.insert(model.spec.id.clone(), slot.clone());
+        tracing::info!(model = %model.spec.id, estimated_mib = slot.estimate.total >> 20, "model added");
+        Ok(slot)
+    }
+
+    /// Stops serving `id`, which must not be loaded or in use: requests for it then get 404.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let mut slots = write(&self.slots);
+        self.scheduler.remove(id)?;
+        slots.remove(id);
+        tracing::info!(model = %id, "model removed");
+        Ok(())
     }
 
     /// Takes a place in `id`'s queue, then waits until the model is loaded (loading it if
     /// needed). `keep_alive` overrides the model's own for the time after this request.
     pub async fn admit(&self, id: &str, keep_alive: Option<KeepAlive>) -> Result<Admitted> {
+        self.admit_as(id, keep_alive, false).await
+    }
+
+    /// [`Self::admit`], and then waits until no other request uses the model, and keeps it so
+    /// until the answer is over: for a job that reads a prompt's raw logits.
+    pub async fn admit_alone(&self, id: &str, keep_alive: Option<KeepAlive>) -> Result<Admitted> {
+        self.admit_as(id, keep_alive, true).await
+    }
+
+    async fn admit_as(
+        &self,
+        id: &str,
+        keep_alive: Option<KeepAlive>,
+        alone: bool,
+    ) -> Result<Admitted> {
         let slot = self.get(id)?;
         let entered = slot.admission.enter(id).await?;
         let lease = self.scheduler.acquire(id, keep_alive).await?;
+        let turn = if alone {
+            Turn::Alone(slot.turns.clone().write_owned().await)
+        } else {
+            Turn::Shared(slot.turns.clone().read_owned().await)
+        };
         Ok(Admitted {
             lease,
+            _turn: turn,
             _slot: entered,
             context_length: slot.load_settings.context,
         })
@@ -222,20 +276,69 @@ impl ModelRegistry {
     pub fn slots_with_residency(
         &self,
         status: ResidencyStatus,
-    ) -> impl Iterator<Item = (&Arc<ModelSlot>, residency::ModelResidency)> {
-        status.models.into_iter().map(|residency| {
-            let slot = &self.slots[&residency.id];
-            (slot, residency)
-        })
+    ) -> Vec<(Arc<ModelSlot>, residency::ModelResidency)> {
+        let slots = read(&self.slots);
+        status
+            .models
+            .into_iter()
+            .filter_map(|residency| Some((slots.get(&residency.id)?.clone(), residency)))
+            .collect()
     }
 
     /// Stops admitting requests to every model.
     pub fn close(&self) {
-        for slot in self.slots.values() {
+        for slot in read(&self.slots).values() {
             slot.admission.close();
         }
         self.scheduler.close();
     }
+}
+
+/// A slot for `spec` and its plan for the scheduler, its estimate from `shape` (or, without
+/// one, from its file sizes).
+fn plan_slot(
+    spec: &ModelSpec,
+    shape: Option<ModelShape>,
+    fetched_on_load: bool,
+    device: Device,
+) -> Result<(ModelSlot, ModelPlan)> {
+    spec.validate()?;
+    let source = if fetched_on_load {
+        expected_source(spec)?
+    } else {
+        resolve_source(spec)?
+    };
+    let shape = shape.unwrap_or_else(|| shape_from_file_sizes(&source));
+    let load_settings = LoadSettings {
+        context: residency::context_for(spec.context_length, &shape),
+        sequences: spec.max_concurrency as u64,
+        device,
+    };
+    let estimate = estimate(&shape, &load_settings);
+    let plan = ModelPlan {
+        id: spec.id.clone(),
+        estimate: estimate.total,
+        keep_alive: spec.keep_alive,
+    };
+    let slot = ModelSlot {
+        spec: spec.clone(),
+        estimate,
+        load_settings,
+        shape,
+        source,
+        fetched_on_load,
+        admission: Admission::new(spec.max_concurrency, spec.max_queue),
+        turns: Arc::default(),
+    };
+    Ok((slot, plan))
+}
+
+fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Without metadata, a model is sized from its files: weights as big as the files, the same
@@ -269,7 +372,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 
 /// Loads with mistral.rs, measuring what each load took in resident memory on the CPU.
 struct MistralLoader {
-    slots: BTreeMap<String, Arc<ModelSlot>>,
+    slots: Slots,
     preflight: Option<Preflight>,
     measure: bool,
     /// What each model's last load measured, to know when its unload has given it back.
@@ -281,7 +384,10 @@ impl ModelLoader<LoadedModel> for MistralLoader {
         &self,
         id: &str,
     ) -> BoxFuture<'static, std::result::Result<Loaded<LoadedModel>, String>> {
-        let slot = self.slots[id].clone();
+        let Some(slot) = read(&self.slots).get(id).cloned() else {
+            let reason = format!("model `{id}` was removed");
+            return async move { Err(reason) }.boxed();
+        };
         let preflight = self.preflight.clone();
         let measure = self.measure;
         let measurements = self.measured.clone();

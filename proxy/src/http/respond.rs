@@ -38,6 +38,8 @@ pub fn status(error: &Error) -> StatusCode {
         | Error::MetricsOff
         | Error::ResponseNotFound(_) => S::NOT_FOUND,
         Error::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
+        Error::ModelBusy(_) => S::CONFLICT,
+        Error::Unsupported(_) => S::NOT_IMPLEMENTED,
         Error::Unauthorized(_) => S::UNAUTHORIZED,
         Error::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
         Error::RequestTimeout { .. } => S::REQUEST_TIMEOUT,
@@ -47,9 +49,11 @@ pub fn status(error: &Error) -> StatusCode {
         | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
         // Retrying cannot help: 507 rather than a 503 that clients would retry.
         Error::WillNotFit { .. } => S::INSUFFICIENT_STORAGE,
-        Error::Engine(_) | Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
-            S::INTERNAL_SERVER_ERROR
-        }
+        Error::Engine(_)
+        | Error::Config(_)
+        | Error::ModelLoad { .. }
+        | Error::Io(_)
+        | Error::Store(_) => S::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -57,7 +61,7 @@ pub fn status(error: &Error) -> StatusCode {
 /// first line, bounded; porten's own failures say where the details are instead.
 pub fn client_message(error: &Error) -> String {
     match error {
-        Error::Engine(_) | Error::ModelUnavailable { .. } => {
+        Error::Engine(_) | Error::ModelUnavailable { .. } | Error::Store(_) => {
             let text = error.to_string();
             let first = text.lines().next().unwrap_or_default();
             first.chars().take(400).collect()

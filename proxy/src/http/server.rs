@@ -45,6 +45,15 @@ impl BoundServer {
         Ok(Self { listener, state })
     }
 
+    /// Gives the server its models' facts and store actions (Ollama's `/api/tags`, `/api/pull`,
+    /// `/api/delete`, `/api/copy`).
+    pub fn with_catalog(mut self, catalog: Arc<dyn crate::catalog::Catalog>) -> Self {
+        Arc::get_mut(&mut self.state)
+            .expect("the state is not shared before the server runs")
+            .catalog = Some(catalog);
+        self
+    }
+
     /// The address actually bound (the port, when 0 was asked for).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)

@@ -27,6 +27,9 @@ pub struct ServerState {
     pub metrics: Option<MetricsText>,
     /// Stored Responses API responses.
     pub responses: ResponseStore,
+    /// The models' facts and store actions (Ollama's `/api` model management); `None` when the
+    /// server runs without a store.
+    pub catalog: Option<Arc<dyn crate::catalog::Catalog>>,
     /// The open connections and their cap.
     pub(crate) connections: Arc<Connections>,
     /// The registry's gauges, registered while the server lives.
@@ -58,6 +61,7 @@ impl ServerState {
             connections: Connections::new(&config.connections, cap),
             api_keys: ApiKeys::new(&config.api_keys),
             responses,
+            catalog: None,
             config,
             _gauges: telemetry::register_model_gauges(&models),
             models,

@@ -37,6 +37,7 @@ pub fn status(state: &ServerState) -> Response<Body> {
     let models = state
         .models
         .slots_with_residency(status)
+        .into_iter()
         .map(|(slot, residency)| ModelStatus {
             residency,
             queued: slot.queued(),

@@ -29,6 +29,9 @@ pub fn kind_and_code(error: &Error) -> (&'static str, Option<&'static str>) {
         Error::ShuttingDown => (SERVER, Some("shutting_down")),
         Error::WillNotFit { .. } => (SERVER, Some("model_too_large")),
         Error::Engine(_) => (SERVER, Some("engine_error")),
+        Error::ModelBusy(_) => (INVALID, Some("model_busy")),
+        Error::Unsupported(_) => (INVALID, Some("unsupported")),
+        Error::Store(_) => (SERVER, Some("store_error")),
         Error::Config(_) | Error::ModelLoad { .. } | Error::Io(_) => {
             (SERVER, Some("internal_error"))
         }

@@ -28,7 +28,8 @@ pub fn list(state: &ServerState) -> Response<Body> {
     let data = state
         .models
         .slots_with_residency(state.models.status())
-        .map(|(slot, residency)| model_object(state, slot, &residency))
+        .into_iter()
+        .map(|(slot, residency)| model_object(state, &slot, &residency))
         .collect();
     json(
         StatusCode::OK,
@@ -45,7 +46,11 @@ pub fn get(state: &ServerState, id: &str) -> Result<Response<Body>> {
     let (slot, residency) = state
         .models
         .slots_with_residency(state.models.status())
+        .into_iter()
         .find(|(slot, _)| slot.spec.id == id)
-        .expect("the scheduler knows every registered model");
-    Ok(json(StatusCode::OK, &model_object(state, slot, &residency)))
+        .ok_or_else(|| crate::Error::ModelNotFound(id.to_string()))?;
+    Ok(json(
+        StatusCode::OK,
+        &model_object(state, &slot, &residency),
+    ))
 }

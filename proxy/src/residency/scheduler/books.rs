@@ -44,6 +44,23 @@ pub(super) struct Entry<M> {
 }
 
 impl<M> Entry<M> {
+    /// A model not loaded yet.
+    pub(super) fn new(plan: &super::ModelPlan, keep_alive: KeepAlive, now: Instant) -> Self {
+        Self {
+            estimate: plan.estimate,
+            measured: None,
+            keep_alive: plan.keep_alive.unwrap_or(keep_alive),
+            phase: Phase::Available,
+            in_flight: 0,
+            waiting: 0,
+            last_used: now,
+            expires: None,
+            unload_requested: false,
+            loads: 0,
+            requests: 0,
+        }
+    }
+
     /// What the model is charged against the budget: the larger of estimate and measurement.
     pub(super) fn charge(&self) -> u64 {
         self.estimate.max(self.measured.unwrap_or(0))

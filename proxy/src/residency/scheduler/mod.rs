@@ -104,19 +104,7 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
         let entries = models
             .into_iter()
             .map(|plan| {
-                let entry = Entry {
-                    estimate: plan.estimate,
-                    measured: None,
-                    keep_alive: plan.keep_alive.unwrap_or(settings.keep_alive),
-                    phase: Phase::Available,
-                    in_flight: 0,
-                    waiting: 0,
-                    last_used: now,
-                    expires: None,
-                    unload_requested: false,
-                    loads: 0,
-                    requests: 0,
-                };
+                let entry = Entry::new(&plan, settings.keep_alive, now);
                 (plan.id, entry)
             })
             .collect();
@@ -243,6 +231,39 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
         }
     }
 
+    /// Starts managing a model that appeared after start-up (pulled, or copied to a new name).
+    pub fn add(&self, plan: ModelPlan) -> Result<()> {
+        let mut books = self.inner.lock();
+        if books.models.contains_key(&plan.id) {
+            return Err(Error::ModelBusy(format!(
+                "model `{}` already exists",
+                plan.id
+            )));
+        }
+        let entry = Entry::new(&plan, self.inner.settings.keep_alive, Instant::now());
+        books.models.insert(plan.id, entry);
+        Ok(())
+    }
+
+    /// Stops managing `id`, which must be unloaded with no request holding or waiting for it.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let mut books = self.inner.lock();
+        let entry = books
+            .models
+            .get(id)
+            .ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+        let unloaded = matches!(entry.phase, Phase::Available | Phase::Failed(_));
+        if !unloaded || entry.in_flight > 0 || entry.waiting > 0 {
+            return Err(Error::ModelBusy(format!(
+                "model `{id}` is {}; unload it first (keep_alive 0, or POST \
+                 /admin/models/{id}/unload)",
+                entry.phase.name()
+            )));
+        }
+        books.models.remove(id);
+        Ok(())
+    }
+
     /// Every model's state and the budget.
     pub fn status(&self) -> ResidencyStatus {
         let books = self.inner.lock();
@@ -287,5 +308,65 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
     pub fn close(&self) {
         self.inner.lock().closed = true;
         self.inner.bump();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::residency::LeastRecentlyUsed;
+    use futures::FutureExt;
+
+    struct Immediate;
+
+    impl ModelLoader<()> for Immediate {
+        fn load(&self, _id: &str) -> BoxFuture<'static, std::result::Result<Loaded<()>, String>> {
+            async {
+                Ok(Loaded {
+                    model: Arc::new(()),
+                    measured: None,
+                })
+            }
+            .boxed()
+        }
+        fn unload(&self, _id: &str, _model: Arc<()>) -> BoxFuture<'static, ()> {
+            async {}.boxed()
+        }
+    }
+
+    fn plan(id: &str) -> ModelPlan {
+        ModelPlan {
+            id: id.into(),
+            estimate: 10,
+            keep_alive: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn models_added_later_load_and_only_unloaded_ones_are_removed() {
+        let scheduler = Scheduler::new(
+            SchedulerSettings {
+                budget: Some(100),
+                keep_alive: KeepAlive::Forever,
+            },
+            vec![plan("a")],
+            Arc::new(Immediate),
+            Arc::new(LeastRecentlyUsed),
+        );
+        assert!(matches!(scheduler.add(plan("a")), Err(Error::ModelBusy(_))));
+        scheduler.add(plan("b")).unwrap();
+        scheduler.load("b").await.unwrap();
+        let busy = scheduler.remove("b").unwrap_err();
+        assert!(busy.to_string().contains("loaded"), "{busy}");
+        scheduler.unload("b").await.unwrap();
+        scheduler.remove("b").unwrap();
+        assert!(matches!(
+            scheduler.acquire("b", None).await,
+            Err(Error::ModelNotFound(_))
+        ));
+        assert!(matches!(
+            scheduler.remove("b"),
+            Err(Error::ModelNotFound(_))
+        ));
     }
 }
