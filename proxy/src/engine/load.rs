@@ -230,10 +230,12 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
         ModelKind::Chat => super::grammar_stops(&model).await,
         ModelKind::Embedding => Vec::new(),
     };
+    let end_of_text = super::end_of_text(&model).await;
     Ok(LoadedModel {
         kind,
         generation_defaults: spec.sampling.over(config.generation_defaults),
         grammar_stops,
+        end_of_text,
         model: Arc::new(model),
     })
 }
