@@ -4,6 +4,7 @@
 
 pub mod gguf;
 mod load;
+pub mod logprobs;
 mod sampling;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct LoadedModel {
     pub generation_defaults: Option<mistralrs::ModelGenerationDefaults>,
     /// The end-of-text tokens a grammar may end on, as stop strings: see [`grammar_stops`].
     grammar_stops: Vec<String>,
+    /// The model's end-of-text token, when it has one of the usual ones: see [`Self::embed`].
+    end_of_text: Option<u32>,
     model: Arc<mistralrs::Model>,
 }
 
@@ -180,8 +183,119 @@ impl LoadedModel {
             .map_err(|e| Error::Engine(format!("tokenizing failed: {e}")))?
     }
 
+    /// The prompt's tokens and the logits after each of them (one row of the vocabulary's
+    /// logits per position, as f32). The caller must hold the model alone (see
+    /// `ModelRegistry::admit_alone`): mistral.rs cannot batch such a prompt with others.
+    pub async fn prompt_logits(
+        &self,
+        message: RequestMessage,
+    ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Normal(Box::new(NormalRequest {
+            messages: message,
+            sampling_params: SamplingParams::deterministic(),
+            response: tx,
+            return_logprobs: false,
+            is_streaming: false,
+            id: 0,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: true,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        }));
+        self.sender()?
+            .send(request)
+            .await
+            .map_err(|_| Error::Engine("the engine has stopped".into()))?;
+        let (chunks, tokens) = match rx.recv().await {
+            Some(Response::Raw {
+                logits_chunks,
+                tokens,
+            }) => (logits_chunks, tokens),
+            Some(other) => return Err(engine_failure(other)),
+            None => return Err(Error::Engine("the engine dropped the request".into())),
+        };
+        let mut rows = Vec::with_capacity(tokens.len());
+        for chunk in chunks {
+            let chunk = chunk
+                .to_dtype(mistralrs::DType::F32)
+                .and_then(|c| match c.rank() {
+                    1 => c.unsqueeze(0),
+                    _ => Ok(c),
+                })
+                .and_then(|c| c.to_vec2::<f32>())
+                .map_err(|e| Error::Engine(format!("cannot read the prompt's logits: {e}")))?;
+            rows.extend(chunk);
+        }
+        Ok((tokens, rows))
+    }
+
+    /// The tokens of `text` under the model's tokenizer, with no chat template.
+    pub async fn tokenize_text(&self, text: String, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let model = self.model.clone();
+        // In a task of its own: see `tokenize`.
+        tokio::spawn(async move {
+            model
+                .tokenize(Either::Right(text), None, add_special_tokens, false, None)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("tokenizing failed: {e}")))?
+        .map_err(|e| Error::Engine(format!("tokenizing failed: {e}")))
+    }
+
+    /// The text of `tokens` (special tokens included).
+    pub async fn detokenize(&self, tokens: Vec<u32>) -> Result<String> {
+        let model = self.model.clone();
+        tokio::spawn(async move { model.detokenize(tokens, false).await })
+            .await
+            .map_err(|e| Error::Engine(format!("detokenizing failed: {e}")))?
+            .map_err(|e| Error::invalid("tokens", format!("cannot detokenize: {e}")))
+    }
+
+    async fn at_least_two_tokens(&self, message: RequestMessage) -> Result<RequestMessage> {
+        let ids = match message {
+            RequestMessage::Embedding { ref prompt } => {
+                let ids = self.tokenize_text(prompt.clone(), true).await?;
+                if ids.len() != 1 {
+                    return Ok(message);
+                }
+                ids
+            }
+            RequestMessage::EmbeddingTokens { ref prompt } if prompt.len() == 1 => prompt.clone(),
+            other => return Ok(other),
+        };
+        let Some(end) = self.end_of_text else {
+            return Err(Error::invalid(
+                "input",
+                "this model cannot embed a one-token input; give it at least two tokens",
+            ));
+        };
+        Ok(RequestMessage::EmbeddingTokens {
+            prompt: vec![ids[0], end],
+        })
+    }
+
+    fn sender(&self) -> Result<tokio::sync::mpsc::Sender<Request>> {
+        self.model
+            .inner()
+            .get_sender(None)
+            .map_err(|e| Error::Engine(e.to_string()))
+    }
+
     /// Embeds one input (text or tokens) and returns the vector and its token count.
+    ///
+    /// mistral.rs 0.8.1's Qwen3 embedding model panics its engine thread on a one-token input
+    /// (its causal mask is `None` for one position, which it declares unreachable). Such an
+    /// input is embedded followed by the model's end-of-text token: the form Qwen3-Embedding's
+    /// own tokenizer gives every input for its last-token pooling.
     pub async fn embed(&self, message: RequestMessage) -> Result<(Vec<f32>, usize)> {
+        let message = self.at_least_two_tokens(message).await?;
         let mut rx = self
             .submit(EngineJob {
                 message,
@@ -242,6 +356,26 @@ pub(crate) async fn grammar_stops(model: &mistralrs::Model) -> Vec<String> {
         }
     }
     stops
+}
+
+/// The id of the first of [`GRAMMAR_EOS_CANDIDATES`] that `model` has as a single token.
+pub(crate) async fn end_of_text(model: &mistralrs::Model) -> Option<u32> {
+    for candidate in GRAMMAR_EOS_CANDIDATES {
+        let ids = model
+            .tokenize(
+                Either::Right(candidate.to_string()),
+                None,
+                false,
+                false,
+                None,
+            )
+            .await
+            .ok()?;
+        if let [id] = ids[..] {
+            return Some(id);
+        }
+    }
+    None
 }
 
 fn stop_also_on(sampling: &mut SamplingParams, extra: &[String]) {

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::output;
+use super::scored::{parse_logprobs, scored_completions, ScoredPrompt, Scoring};
 use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
 use crate::engine::{self, EngineJob, LoadedModel, ModelKind, SamplingRequest};
@@ -32,12 +33,7 @@ pub async fn completions(
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(Error::invalid("suffix", "`suffix` is not supported"));
     }
-    if request.logprobs.as_ref().is_some_and(|l| !l.is_null()) {
-        return Err(Error::invalid(
-            "logprobs",
-            "`logprobs` is not supported for text completions; use chat completions",
-        ));
-    }
+    let top_logprobs = parse_logprobs(request.logprobs.as_ref())?;
     if request.best_of.is_some_and(|b| b != request.n.unwrap_or(1)) {
         return Err(Error::invalid(
             "best_of",
@@ -72,6 +68,9 @@ pub async fn completions(
             "prompt",
             "streaming takes one prompt per request",
         ));
+    }
+    if let Some(top) = top_logprobs {
+        return with_logprobs(state, request, prompts, top, exchange).await;
     }
     let model_id = request.model.clone();
     let model = admit(
@@ -130,6 +129,86 @@ pub async fn completions(
     exchange.usage(Some(usage.prompt_tokens), usage.completion_tokens);
     completion.usage = Some(usage);
     Ok(json(StatusCode::OK, &completion))
+}
+
+/// A completion request with `logprobs`: one choice per prompt, not streamed; the model is held
+/// alone while a prompt's logits are read (`echo`).
+async fn with_logprobs(
+    state: &ServerState,
+    request: CompletionRequest,
+    prompts: Vec<RequestMessage>,
+    top: usize,
+    exchange: &Exchange,
+) -> Result<Response<Body>> {
+    if request.stream.unwrap_or(false) {
+        return Err(Error::invalid(
+            "stream",
+            "`logprobs` on text completions is served without streaming; leave out `stream`",
+        ));
+    }
+    if request.n.is_some_and(|n| n != 1) {
+        return Err(Error::invalid(
+            "n",
+            "`logprobs` takes one choice per prompt (`n` = 1)",
+        ));
+    }
+    let echo = request.echo.unwrap_or(false);
+    let max_tokens = request.max_tokens.unwrap_or(16);
+    let model_id = request.model.clone();
+    state.models.get(&model_id)?;
+    exchange.operation("text_completion", &model_id);
+    let model = if echo {
+        state
+            .models
+            .admit_alone(&model_id, request.keep_alive)
+            .await?
+    } else {
+        state.models.admit(&model_id, request.keep_alive).await?
+    };
+    exchange.admitted();
+    require_kind(&model, ModelKind::Chat, &model_id)?;
+    let mut sampling_request = completion_sampling(&request);
+    sampling_request.max_tokens = Some((max_tokens.max(1), "max_tokens"));
+    sampling_request.top_logprobs = Some(top as u32);
+    let sampling = sampling_request.into_params(model.generation_defaults.as_ref())?;
+    let scored: Vec<ScoredPrompt> = prompts
+        .into_iter()
+        .map(|message| {
+            let text = match &message {
+                RequestMessage::Completion { text, .. } => Some(text.clone()),
+                _ => None,
+            };
+            let message = match message {
+                RequestMessage::Completion { text, .. } => text_prompt(text, false),
+                other => other,
+            };
+            ScoredPrompt { message, text }
+        })
+        .collect();
+    let job = |message| EngineJob {
+        message,
+        sampling: sampling.clone(),
+        constraint: Constraint::None,
+        tools: None,
+        tool_choice: None,
+        logprobs: true,
+        streaming: false,
+    };
+    let head = Completion {
+        id: fresh_id("cmpl", '-'),
+        object: "text_completion",
+        created: unix_now(),
+        model: model_id,
+        system_fingerprint: crate::SYSTEM_FINGERPRINT.into(),
+        choices: Vec::new(),
+        usage: None,
+    };
+    let scoring = Scoring {
+        max_tokens,
+        top,
+        echo,
+    };
+    scored_completions(&model, scored, job, scoring, head, exchange).await
 }
 
 fn text_prompt(text: String, echo_prompt: bool) -> RequestMessage {

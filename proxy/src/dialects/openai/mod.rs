@@ -9,10 +9,13 @@ mod embeddings;
 pub mod error;
 mod models;
 mod output;
+mod scored;
 mod stream;
+mod tokenize;
 pub mod wire;
 
 pub use chat::chat_completions;
 pub use completions::completions;
 pub use embeddings::embeddings;
 pub use models::{get as get_model, list as list_models};
+pub use tokenize::{detokenize, tokenize, tokenizer_info};

@@ -60,7 +60,7 @@ pub struct CompletionRequest {
     /// Text after the completion; not supported by mistral.rs (rejected when set).
     #[serde(default)]
     pub suffix: Option<String>,
-    /// Log probabilities of the top tokens; not supported for completions (rejected when set).
+    /// Log probabilities: the number of most likely tokens to list at each position (0-5).
     #[serde(default)]
     pub logprobs: Option<Value>,
     /// Generate this many server-side and return the best; accepted when equal to `n`.
@@ -112,7 +112,7 @@ pub struct CompletionChoice {
     pub index: usize,
     /// The generated text (the whole text so far in a response, the new text in a chunk).
     pub text: String,
-    /// Always null here.
+    /// The legacy log-probability object, when asked for.
     pub logprobs: Option<Value>,
     /// `stop` or `length`; null on intermediate chunks.
     pub finish_reason: Option<String>,
