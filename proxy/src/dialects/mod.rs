@@ -3,6 +3,7 @@
 //! own events), its handlers, and the one place its errors take their shape.
 
 pub mod anthropic;
+pub mod ollama;
 pub mod openai;
 pub mod responses;
 
@@ -19,13 +20,18 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Ollama's API (`/api/*`).
+    Ollama,
 }
 
 impl Dialect {
-    /// The dialect of a request for `path`: Anthropic's under `/v1/messages`, OpenAI's else.
+    /// The dialect of a request for `path`: Anthropic's under `/v1/messages`, Ollama's under
+    /// `/api`, OpenAI's else.
     pub fn of_path(path: &str) -> Self {
         if path == "/v1/messages" || path.starts_with("/v1/messages/") {
             Dialect::Anthropic
+        } else if path == "/api" || path.starts_with("/api/") {
+            Dialect::Ollama
         } else {
             Dialect::OpenAi
         }
@@ -36,6 +42,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => openai::error::error_response(error),
             Dialect::Anthropic => anthropic::error::error_response(error),
+            Dialect::Ollama => ollama::error::error_response(error),
         }
     }
 }

@@ -134,6 +134,9 @@ pub struct Prompt {
     pub logprobs: bool,
     /// Whether a thinking model should think (Anthropic's `thinking`); `None`: its default.
     pub enable_thinking: Option<bool>,
+    /// Text to continue as it is, with no chat template (Ollama's `raw`); the turns and tools
+    /// are then unused.
+    pub raw: Option<String>,
 }
 
 impl Prompt {
@@ -165,12 +168,24 @@ impl Prompt {
             (None, None) => Constraint::None,
         };
         let sampling = self.sampling.into_params(defaults)?;
-        Ok(EngineJob {
-            message: RequestMessage::Chat {
+        let message = match self.raw {
+            Some(text) => RequestMessage::Completion {
+                text,
+                echo_prompt: false,
+                best_of: None,
+            },
+            None => RequestMessage::Chat {
                 messages,
                 enable_thinking: self.enable_thinking,
                 reasoning_effort: None,
             },
+        };
+        let (tools, tool_choice) = match message {
+            RequestMessage::Chat { .. } => (tools, tool_choice),
+            _ => (None, None),
+        };
+        Ok(EngineJob {
+            message,
             sampling,
             constraint,
             tools,

@@ -104,6 +104,7 @@ impl Generation {
             };
             match answers.recv().await {
                 Some(Response::Chunk(chunk)) => self.take_chunk(chunk),
+                Some(Response::CompletionChunk(chunk)) => self.take_text_chunk(chunk),
                 // mistral.rs skips a token whose bytes end inside a UTF-8 character; when that
                 // is the last one, the channel closes without a finish: close the answer here.
                 None => {
@@ -180,6 +181,32 @@ impl Generation {
                 finish,
                 usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
             );
+        }
+    }
+
+    /// A chunk of a raw-text job (no chat template): text and a finish, no calls, no usage.
+    fn take_text_chunk(&mut self, chunk: mistralrs::core::CompletionChunkResponse) {
+        let Some(choice) = chunk.choices.into_iter().next() else {
+            return;
+        };
+        if !choice.text.is_empty() {
+            match self.stops.push(&choice.text) {
+                Matched::Text(t) => self.text(t),
+                Matched::Stop { before, sequence } => {
+                    self.tokens_seen += 1;
+                    self.text(before);
+                    self.end(Finish::StopSequence(sequence), None);
+                    return;
+                }
+            }
+            self.tokens_seen += 1;
+        }
+        if let Some(reason) = choice.finish_reason {
+            let finish = match reason.as_str() {
+                "length" => Finish::Length,
+                _ => Finish::Stop,
+            };
+            self.end(finish, None);
         }
     }
 

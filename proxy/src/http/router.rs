@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 use super::respond::Body;
 use super::state::ServerState;
-use crate::dialects::{anthropic, openai, responses};
+use crate::dialects::{anthropic, ollama, openai, responses};
 use crate::routes;
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
@@ -33,7 +33,20 @@ pub async fn route(
         | "/v1/messages"
         | "/v1/messages/count_tokens"
         | "/admin/models/{model}/load"
-        | "/admin/models/{model}/unload" => "POST",
+        | "/admin/models/{model}/unload"
+        | "/api/chat"
+        | "/api/generate"
+        | "/api/embed"
+        | "/api/embeddings"
+        | "/api/show"
+        | "/api/pull"
+        | "/api/copy"
+        | "/api/push"
+        | "/api/create"
+        | "/tokenize"
+        | "/detokenize" => "POST",
+        "/api/delete" => "DELETE",
+        "/api/blobs/{digest}" => "HEAD, POST",
         "/v1/responses/{response_id}" => "GET, DELETE",
         _ => "GET",
     };
@@ -44,7 +57,14 @@ pub async fn route(
             allowed,
         });
     }
-    if route.starts_with("/v1/") || route.starts_with("/admin/") {
+    // `/api/version` stays open, as `/health` does: clients probe it before they have a key.
+    let open = route == "/api/version";
+    if !open
+        && (route.starts_with("/v1/")
+            || route.starts_with("/admin/")
+            || route.starts_with("/api/")
+            || route.contains("tokeniz"))
+    {
         state.api_keys.check(req.headers())?;
     }
     match route {
@@ -70,6 +90,21 @@ pub async fn route(
         }
         "/v1/messages" => anthropic::messages(state, req, exchange).await,
         "/v1/messages/count_tokens" => anthropic::count_tokens(state, req, exchange).await,
+        "/api/version" => Ok(ollama::version()),
+        "/api/tags" => Ok(ollama::tags(state)),
+        "/api/ps" => Ok(ollama::ps(state)),
+        "/api/show" => ollama::show(state, req).await,
+        "/api/chat" => ollama::chat(state, req, exchange).await,
+        "/api/generate" => ollama::generate(state, req, exchange).await,
+        "/api/embed" => ollama::embed(state, req, exchange).await,
+        "/api/embeddings" => ollama::embeddings(state, req, exchange).await,
+        "/api/pull" => ollama::pull(state, req).await,
+        "/api/delete" => ollama::delete(state, req).await,
+        "/api/copy" => ollama::copy(state, req).await,
+        "/api/push" | "/api/create" | "/api/blobs/{digest}" => Err(ollama::refuse(route)),
+        "/tokenizer_info" => openai::tokenizer_info(state, req.uri().query()).await,
+        "/tokenize" => openai::tokenize(state, req).await,
+        "/detokenize" => openai::detokenize(state, req).await,
         other => unreachable!("route_template made `{other}` without a handler"),
     }
 }
@@ -97,6 +132,23 @@ pub fn route_template(path: &str) -> &'static str {
         },
         "/v1/messages" => "/v1/messages",
         "/v1/messages/count_tokens" => "/v1/messages/count_tokens",
+        "/api/version" => "/api/version",
+        "/api/tags" => "/api/tags",
+        "/api/ps" => "/api/ps",
+        "/api/show" => "/api/show",
+        "/api/chat" => "/api/chat",
+        "/api/generate" => "/api/generate",
+        "/api/embed" => "/api/embed",
+        "/api/embeddings" => "/api/embeddings",
+        "/api/pull" => "/api/pull",
+        "/api/delete" => "/api/delete",
+        "/api/copy" => "/api/copy",
+        "/api/push" => "/api/push",
+        "/api/create" => "/api/create",
+        p if p.starts_with("/api/blobs/") && p.len() > "/api/blobs/".len() => "/api/blobs/{digest}",
+        "/tokenizer_info" => "/tokenizer_info",
+        "/tokenize" => "/tokenize",
+        "/detokenize" => "/detokenize",
         p => match admin_action(p) {
             Some(AdminAction::Status) => "/admin/status",
             Some(AdminAction::Events) => "/admin/events",
@@ -201,6 +253,10 @@ mod tests {
             route_template("/v1/messages/count_tokens"),
             "/v1/messages/count_tokens"
         );
+        assert_eq!(
+            route_template("/api/blobs/sha256:abc"),
+            "/api/blobs/{digest}"
+        );
         for random in [
             "/wp-login.php",
             "/v1/chat",
@@ -209,6 +265,9 @@ mod tests {
             "/v1/responses/",
             "/v1/responses/a/b",
             "/v1/messages/other",
+            "/api",
+            "/api/blobs/",
+            "/api/tags/x",
         ] {
             assert_eq!(route_template(random), "unknown", "{random}");
         }

@@ -1,6 +1,7 @@
 //! Server-sent events: `data: {json}\n\n` per event (OpenAI's chat streams, ending with
 //! `data: [DONE]\n\n`), or `event: NAME\ndata: {json}\n\n` (the Responses and Anthropic
-//! streams), each flushed as it is produced. The sender learns when the client has gone away.
+//! streams), each flushed as it is produced; or newline-delimited JSON, one object a line
+//! (Ollama's streams). The sender learns when the client has gone away.
 
 use std::convert::Infallible;
 
@@ -16,14 +17,25 @@ use super::respond::Body;
 /// The producing end of an event stream.
 pub struct EventSender {
     tx: mpsc::Sender<Bytes>,
+    /// Newline-delimited JSON instead of SSE: events are bare lines, comments are not sent.
+    ndjson: bool,
 }
 
 /// The client hung up; stop producing.
 #[derive(Debug)]
 pub struct ClientGone;
 
-/// A streaming response and the sender that feeds it.
+/// A streaming SSE response and the sender that feeds it.
 pub fn channel() -> (EventSender, Response<Body>) {
+    stream("text/event-stream", false)
+}
+
+/// A streaming NDJSON response (`application/x-ndjson`) and the sender that feeds it.
+pub fn ndjson_channel() -> (EventSender, Response<Body>) {
+    stream("application/x-ndjson", true)
+}
+
+fn stream(content_type: &'static str, ndjson: bool) -> (EventSender, Response<Body>) {
     // A small buffer: the stream is paced by the engine, and back-pressure from a slow
     // client should reach the producer instead of piling up here.
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -35,13 +47,10 @@ pub fn channel() -> (EventSender, Response<Body>) {
     let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    (EventSender { tx }, response)
+    (EventSender { tx, ndjson }, response)
 }
 
 impl EventSender {
@@ -55,9 +64,14 @@ impl EventSender {
         self.send(Bytes::from(frame)).await
     }
 
-    /// Sends one JSON event under the name `event`.
+    /// Sends one JSON event under the name `event` (a bare line in NDJSON, which has no names).
     pub async fn send_named<T: Serialize>(&self, event: &str, data: &T) -> Result<(), ClientGone> {
         let json = serde_json::to_vec(data).expect("wire types always serialize");
+        if self.ndjson {
+            let mut line = json;
+            line.push(b'\n');
+            return self.send(Bytes::from(line)).await;
+        }
         let mut frame = Vec::with_capacity(json.len() + event.len() + 16);
         frame.extend_from_slice(b"event: ");
         frame.extend_from_slice(event.as_bytes());
@@ -69,6 +83,10 @@ impl EventSender {
 
     /// Sends an SSE comment, which clients ignore: it keeps an idle stream from looking dead.
     pub async fn send_comment(&self, text: &str) -> Result<(), ClientGone> {
+        if self.ndjson {
+            // An NDJSON reader parses every line; a stream waits in silence instead.
+            return Ok(());
+        }
         self.send(Bytes::from(format!(": {text}\n\n"))).await
     }
 

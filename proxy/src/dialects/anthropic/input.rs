@@ -108,6 +108,7 @@ pub fn read(request: &MessagesRequest, count_only: bool) -> Result<Read> {
             sampling,
             logprobs: false,
             enable_thinking,
+            raw: None,
         },
         stops,
     })

@@ -85,6 +85,7 @@ pub fn chat_prompt(req: ChatCompletionRequest) -> Result<ChatAsk> {
             sampling,
             logprobs,
             enable_thinking: None,
+            raw: None,
         },
         streaming,
         include_usage,

@@ -242,6 +242,7 @@ fn plan(state: &ServerState, request: CreateResponse) -> Result<Planned> {
                 sampling,
                 logprobs: false,
                 enable_thinking: None,
+                raw: None,
             },
             own_stops: Vec::new(),
         },
