@@ -8,12 +8,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, agents, pytest, oteltap, moto" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, agents, pytest, oteltap, moto, ollama, lm_eval, numpy" 2>/dev/null; then
   python3 -m venv .venv
   # oteltap: a real OTLP/HTTP receiver for tests/telemetry.rs; moto: a real S3-compatible
-  # server for tests/mirror.rs and benches/pull.rs.
+  # server for tests/mirror.rs and benches/pull.rs; ollama: Ollama's official client for
+  # tests/ollama.rs; lm_eval: lm-evaluation-harness for tests/logprobs.rs (numpy there too).
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.50" \
-    "anthropic==2.14.0" "openai-agents==0.24.0" "pytest>=8" "oteltap==1.0.0" "moto[server]==5.2.5"
+    "anthropic==2.14.0" "openai-agents==0.24.0" "pytest>=8" "oteltap==1.0.0" "moto[server]==5.2.5" \
+    "ollama==0.6.3" "lm_eval[api]==0.4.13" "numpy"
 fi
 if [ ! -d tests/node/node_modules/openai ]; then
   (cd tests/node && npm install --silent --no-audit --no-fund)

@@ -1,6 +1,6 @@
 //! Thousands of malformed and hostile bodies: every answer must be a 4xx in its API's error
-//! shape (OpenAI's object, or Anthropic's for `/v1/messages`), and the server must keep serving
-//! afterwards.
+//! shape (OpenAI's object, Anthropic's for `/v1/messages`, Ollama's for `/api`), and the server
+//! must keep serving afterwards.
 
 mod support;
 
@@ -33,6 +33,9 @@ fn valid_body(endpoint: &str) -> Value {
         "/v1/messages" => {
             json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
         }
+        "/api/chat" => json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}),
+        "/api/generate" => json!({"model": "tiny", "prompt": "hi"}),
+        "/api/show" => json!({"model": "tiny"}),
         _ => json!({"model": "tiny-embed", "input": "hi"}),
     }
 }
@@ -44,13 +47,17 @@ fn required_fields(endpoint: &str) -> &'static [&'static str] {
         "/v1/completions" => &["model", "prompt"],
         "/v1/responses" => &["model", "input"],
         "/v1/messages" => &["model", "messages", "max_tokens"],
+        // Ollama's convention: no messages or prompt is a request to load the model.
+        "/api/chat" | "/api/generate" | "/api/show" => &["model"],
         _ => &["model", "input"],
     }
 }
 
 /// Whether `answer` is an error in `endpoint`'s API's shape.
 fn is_dialect_error(endpoint: &str, answer: &serde_json::Value) -> bool {
-    if endpoint == "/v1/messages" {
+    if endpoint.starts_with("/api/") {
+        answer["error"].as_str().is_some_and(|m| !m.is_empty())
+    } else if endpoint == "/v1/messages" {
         answer["type"] == "error"
             && answer["error"]["type"].is_string()
             && answer["error"]["message"]
@@ -97,8 +104,10 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
                 // A value of another JSON type is always invalid for these fields.
                 let kind = |v: &Value| std::mem::discriminant(v);
                 let mut replacement = hostile_value(rng);
+                // Ollama (Go) reads a null as a field left out.
                 while kind(&replacement) == kind(&valid[key])
                     || (key == "input" && replacement.is_array())
+                    || (endpoint.starts_with("/api/") && replacement.is_null())
                 {
                     replacement = hostile_value(rng);
                 }
@@ -111,7 +120,12 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
             let depth = 200 + rng.below(5000);
             let mut s = "[".repeat(depth);
             s.push_str(&"]".repeat(depth));
-            format!("{{\"model\": \"tiny\", \"messages\": {s}}}").into_bytes()
+            // In a field the endpoint reads: an unknown one may be skipped unparsed.
+            if endpoint.starts_with("/api/") {
+                format!("{{\"model\": {s}}}").into_bytes()
+            } else {
+                format!("{{\"model\": \"tiny\", \"messages\": {s}}}").into_bytes()
+            }
         }
         // Invalid UTF-8 inside a string.
         4 => {
@@ -138,7 +152,7 @@ fn mutate(rng: &mut Rng, endpoint: &str) -> Vec<u8> {
 }
 
 #[test]
-fn malformed_bodies_get_openai_errors_and_the_server_survives() {
+fn malformed_bodies_get_their_api_s_errors_and_the_server_survives() {
     let tiny = support::tiny_server(&[]);
     let server = &tiny.server;
     let endpoints = [
@@ -147,6 +161,10 @@ fn malformed_bodies_get_openai_errors_and_the_server_survives() {
         "/v1/embeddings",
         "/v1/responses",
         "/v1/messages",
+        "/api/chat",
+        "/api/generate",
+        "/api/embed",
+        "/api/show",
     ];
     let mut rng = Rng(0x5eed);
     let rounds = 4000;
