@@ -1,7 +1,7 @@
-//! The same prompt on SmolLM2, streamed through chat completions, the Responses API and the
-//! Anthropic Messages API of one porten, interleaved in one run: time to first token and
-//! tokens/s of each, and the ratios to chat completions (targets: within 1.02x on tokens/s,
-//! within 1 ms on the first token). Chat completions runs twice per round: the second row is
+//! The same prompt on SmolLM2, streamed through chat completions, the Responses API, the
+//! Anthropic Messages API and Ollama's `/api/chat` of one porten, interleaved in one run: time
+//! to first token and tokens/s of each, and the ratios to chat completions (targets: within
+//! 1.02x on tokens/s, within 1 ms on the first token). Chat completions runs twice per round: the second row is
 //! the control, whose distance from the first is what the machine's noise alone makes.
 //!
 //! `cargo bench --bench dialects` (or `bash scripts/bench.sh`). Env: `BENCH_RUNS` (default 5),
@@ -23,6 +23,7 @@ enum Dialect {
     ChatAgain,
     Responses,
     Messages,
+    Ollama,
 }
 
 impl Dialect {
@@ -32,6 +33,7 @@ impl Dialect {
             Dialect::ChatAgain => "chat, again",
             Dialect::Responses => "responses",
             Dialect::Messages => "messages",
+            Dialect::Ollama => "ollama /api/chat",
         }
     }
 
@@ -53,6 +55,11 @@ impl Dialect {
                 json!({"model": "smollm2", "stream": true, "temperature": 0,
                        "max_tokens": max_tokens, "messages": messages}),
             ),
+            Dialect::Ollama => (
+                "/api/chat",
+                json!({"model": "smollm2", "stream": true, "messages": messages,
+                       "options": {"temperature": 0, "num_predict": max_tokens}}),
+            ),
         }
     }
 
@@ -64,6 +71,12 @@ impl Dialect {
                 .is_some_and(|t| !t.is_empty()),
             Dialect::Responses => event["type"] == "response.output_text.delta",
             Dialect::Messages => event["type"] == "content_block_delta",
+            Dialect::Ollama => {
+                event["done"] == false
+                    && event["message"]["content"]
+                        .as_str()
+                        .is_some_and(|t| !t.is_empty())
+            }
         }
     }
 }
@@ -87,6 +100,7 @@ fn main() {
         Dialect::ChatAgain,
         Dialect::Responses,
         Dialect::Messages,
+        Dialect::Ollama,
     ];
     // Warm every path (the first request also waits for the model to load).
     for dialect in dialects {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Streaming overhead of porten's HTTP endpoint against mistral.rs in-process; the same stream
-# through chat completions, the Responses API and the Anthropic Messages API; swap time
+# through chat completions, the Responses API, the Anthropic Messages API and Ollama's /api/chat; swap time
 # (unload one model, load SmolLM2) against mistral.rs loading it directly, both on SmolLM2; and
 # what tracing and metrics cost a small request (telemetry on against off); and pulls from a
 # local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost

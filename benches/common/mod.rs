@@ -53,7 +53,12 @@ impl StreamRun {
             if reader.read_line(&mut line).unwrap() == 0 {
                 break;
             }
-            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+            // SSE's `data: ` lines, or NDJSON's bare objects (Ollama's streams).
+            let line = line.trim_end();
+            let Some(data) = line
+                .strip_prefix("data: ")
+                .or_else(|| line.starts_with('{').then_some(line))
+            else {
                 continue;
             };
             if data == "[DONE]" {
