@@ -1,4 +1,4 @@
-//! porten's HTTP server (OpenAI's, the Responses and Anthropic's APIs on one port) and the models
+//! porten's HTTP server (OpenAI's, the Responses, Anthropic's and Ollama's APIs on one port) and the models
 //! it hosts in-process with mistral.rs.
 //!
 //! ```no_run

@@ -2,7 +2,65 @@
 //! prompt (`return_raw_logits`): at each position, the log-softmax over the whole vocabulary,
 //! the log-probability of the token that came next, and the most likely tokens.
 
+use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams};
+use tokio::sync::mpsc;
+
+use super::{engine_failure, LoadedModel};
 use crate::{Error, Result};
+
+impl LoadedModel {
+    /// The prompt's tokens and the logits after each of them (one row of the vocabulary's
+    /// logits per position, as f32). The caller must hold the model alone (see
+    /// `ModelRegistry::admit_alone`): mistral.rs cannot batch such a prompt with others.
+    pub async fn prompt_logits(
+        &self,
+        message: RequestMessage,
+    ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Normal(Box::new(NormalRequest {
+            messages: message,
+            sampling_params: SamplingParams::deterministic(),
+            response: tx,
+            return_logprobs: false,
+            is_streaming: false,
+            id: 0,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: true,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        }));
+        self.sender()?
+            .send(request)
+            .await
+            .map_err(|_| Error::Engine("the engine has stopped".into()))?;
+        let (chunks, tokens) = match rx.recv().await {
+            Some(Response::Raw {
+                logits_chunks,
+                tokens,
+            }) => (logits_chunks, tokens),
+            Some(other) => return Err(engine_failure(other)),
+            None => return Err(Error::Engine("the engine dropped the request".into())),
+        };
+        let mut rows = Vec::with_capacity(tokens.len());
+        for chunk in chunks {
+            let chunk = chunk
+                .to_dtype(mistralrs::DType::F32)
+                .and_then(|c| match c.rank() {
+                    1 => c.unsqueeze(0),
+                    _ => Ok(c),
+                })
+                .and_then(|c| c.to_vec2::<f32>())
+                .map_err(|e| Error::Engine(format!("cannot read the prompt's logits: {e}")))?;
+            rows.extend(chunk);
+        }
+        Ok((tokens, rows))
+    }
+}
 
 /// What the model thought of one prompt token, given the tokens before it.
 #[derive(Debug, Clone, PartialEq)]

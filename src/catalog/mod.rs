@@ -4,8 +4,7 @@
 //! copy. It holds the store leases of the models it serves, so that nothing evicts them.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -16,11 +15,14 @@ use porten_proxy::config::{ModelFormat, ModelSpec};
 use porten_proxy::models::{NewModel, Preflight};
 use porten_proxy::residency::Device;
 use porten_proxy::Error;
-use porten_storage::{
-    Checkout, ImportProgress, Manifest, Mirror, ModelMetadata, ModelRef, Store, WeightFormat,
-};
+use porten_storage::{Checkout, Manifest, Mirror, ModelRef, Store, WeightFormat};
 
 use crate::sizing::shape_of;
+use facts::{path_facts, store_facts};
+use progress::{PullLog, PullSteps};
+
+mod facts;
+mod progress;
 
 /// The store, the mirror, and what this server holds of them.
 pub struct StoreCatalog {
@@ -276,173 +278,4 @@ pub fn point_at(spec: &mut ModelSpec, dir: &Path, manifest: &Manifest) -> anyhow
         WeightFormat::Embedding => (dir.to_path_buf(), ModelFormat::Embedding),
     };
     Ok(())
-}
-
-/// A store model's facts: its manifest's, with the chat template read from its files when they
-/// are on disk (manifests written before porten kept the template lack it).
-fn store_facts(manifest: &Manifest, dir: Option<&Path>) -> ModelFacts {
-    let mut facts = facts_of(&manifest.metadata);
-    facts.size_bytes = manifest.size();
-    facts.modified_ms = manifest.created_ms;
-    facts.digest = manifest
-        .files
-        .iter()
-        .max_by_key(|f| f.size)
-        .map(|f| f.blake3.hex())
-        .unwrap_or_default();
-    if facts.chat_template.is_none() {
-        if let Some(dir) = dir {
-            let file = match manifest.metadata.format {
-                WeightFormat::Gguf => manifest
-                    .files
-                    .iter()
-                    .find(|f| f.path.ends_with(".gguf"))
-                    .map(|f| dir.join(&f.path)),
-                _ => Some(dir.to_path_buf()),
-            };
-            facts.chat_template = file
-                .and_then(|f| porten_storage::metadata::read_path(&f).ok())
-                .and_then(|m| m.chat_template);
-        }
-    }
-    facts
-}
-
-/// A model configured by path: its metadata read from its files; its digest hashes its path,
-/// size and modification time (hashing the weights would take seconds per gigabyte).
-fn path_facts(path: &Path) -> Option<ModelFacts> {
-    let meta = porten_storage::metadata::read_path(path).ok()?;
-    let mut facts = facts_of(&meta);
-    let (size, modified) = files_size_and_mtime(path);
-    facts.size_bytes = size;
-    facts.modified_ms = modified;
-    facts.digest = blake3::hash(format!("{}:{size}:{modified}", path.display()).as_bytes())
-        .to_hex()
-        .to_string();
-    Some(facts)
-}
-
-fn files_size_and_mtime(path: &Path) -> (u64, u64) {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        std::fs::read_dir(path)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default()
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut size = 0;
-    let mut modified = 0;
-    for file in files {
-        if let Ok(meta) = std::fs::metadata(&file) {
-            size += meta.len();
-            let ms = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as u64);
-            modified = modified.max(ms);
-        }
-    }
-    (size, modified)
-}
-
-fn facts_of(meta: &ModelMetadata) -> ModelFacts {
-    ModelFacts {
-        format: match meta.format {
-            WeightFormat::Gguf => "gguf".into(),
-            _ => "safetensors".into(),
-        },
-        family: meta.architecture.clone(),
-        parameter_count: meta.parameter_count,
-        quantization: meta.quantization.clone(),
-        size_bytes: meta.tensor_bytes,
-        context_length: meta.context_length,
-        embedding_length: meta.embedding_length,
-        block_count: meta.layers,
-        head_count: meta.attention_heads,
-        head_count_kv: meta.kv_heads,
-        vocab_size: meta.vocab_size,
-        chat_template: meta.chat_template.clone(),
-        ..ModelFacts::default()
-    }
-}
-
-/// A pull's progress in the log: its size when it starts, then every tenth of the way.
-#[derive(Default)]
-struct PullLog {
-    total: AtomicU64,
-    done: AtomicU64,
-}
-
-impl ImportProgress for PullLog {
-    fn phase(&self, _name: &str, total_bytes: u64) {
-        self.total.store(total_bytes, Ordering::Relaxed);
-        tracing::info!(mib = total_bytes >> 20, "downloading from the mirror");
-    }
-
-    fn advance(&self, bytes: u64) {
-        let total = self.total.load(Ordering::Relaxed).max(1);
-        let before = self.done.fetch_add(bytes, Ordering::Relaxed);
-        let (was, now) = (before * 10 / total, (before + bytes) * 10 / total);
-        if now > was && now < 10 {
-            tracing::info!(percent = now * 10, "downloading from the mirror");
-        }
-    }
-}
-
-/// A pull's progress as Ollama's `pulling <digest>` lines, at most one per percent, beside the
-/// log's.
-struct PullSteps {
-    log: PullLog,
-    progress: PullProgress,
-    digest: String,
-    sent_percent: AtomicU64,
-}
-
-impl PullSteps {
-    fn new(progress: PullProgress, manifest: &Manifest) -> Self {
-        let digest = manifest
-            .files
-            .iter()
-            .max_by_key(|f| f.size)
-            .map(|f| f.blake3.hex())
-            .unwrap_or_default();
-        Self {
-            log: PullLog::default(),
-            progress,
-            digest,
-            sent_percent: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn send(&self) {
-        let total = self.log.total.load(Ordering::Relaxed);
-        let done = self.log.done.load(Ordering::Relaxed).min(total);
-        let percent = done * 100 / total.max(1);
-        if self.sent_percent.swap(percent, Ordering::Relaxed) == percent {
-            return;
-        }
-        let _ = self.progress.send(PullUpdate {
-            status: format!("pulling {}", &self.digest[..self.digest.len().min(12)]),
-            digest: Some(format!("blake3:{}", self.digest)),
-            total: Some(total),
-            completed: Some(done),
-        });
-    }
-}
-
-impl ImportProgress for PullSteps {
-    fn phase(&self, name: &str, total_bytes: u64) {
-        self.log.phase(name, total_bytes);
-        self.send();
-    }
-
-    fn advance(&self, bytes: u64) {
-        self.log.advance(bytes);
-        self.send();
-    }
-
-    fn phase_done(&self) {
-        self.send();
-    }
 }
