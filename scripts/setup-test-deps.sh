@@ -25,6 +25,10 @@ if [ ! -x tests/agents/node_modules/.bin/codex ] || [ ! -x tests/agents/node_mod
   # needed for `claude` to run.
   (cd tests/agents && npm ci --silent --no-audit --no-fund)
 fi
+# tmux: a real terminal for `porten run` (tests/cli_run.rs).
+if ! command -v tmux >/dev/null; then
+  apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
+fi
 bash scripts/fetch-smollm2.sh >/dev/null
 # The policy plugins, built from source (Debian's Rust for wasm; installs it when missing).
 bash scripts/build-plugins.sh >/dev/null

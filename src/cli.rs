@@ -65,6 +65,66 @@ pub enum Command {
     /// Show which models fit in a memory budget: weights, KV cache, headroom, and the context
     /// lengths that fit.
     Fit(FitArgs),
+    /// Chat with a model in the terminal, or answer one prompt (or stdin) and exit. Talks to
+    /// the running server, or starts one in this process when none answers.
+    Run(RunArgs),
+    /// The running server's loaded models: memory, context, keep-alive left, requests.
+    Ps(PsArgs),
+    /// Unload a model from the running server.
+    Stop(StopArgs),
+}
+
+/// Where the running server is, for `run`, `ps` and `stop`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// The server: `127.0.0.1:8080` or `http://host:port` [default: http://127.0.0.1:8080]
+    #[arg(long, env = "PORTEN_HOST")]
+    pub host: Option<String>,
+    /// Its API key, when it has keys
+    #[arg(long, env = "PORTEN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// `porten run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The model (`smollm2`, `name:tag`); pulled from the mirror first when the server lacks it
+    pub model: String,
+    /// A prompt: answer it and exit (without one, and with a terminal, chat)
+    pub prompt: Vec<String>,
+    /// Most tokens per answer [default: the model's, else what its context leaves]
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Sampling temperature, 0 (greedy) to 2 [default: the model's, else 1]
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `porten ps`.
+#[derive(Debug, clap::Args)]
+pub struct PsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+/// `porten stop`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// The model to unload
+    pub model: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
 }
 
 /// `porten plugin ...`.
@@ -177,6 +237,9 @@ pub struct LsArgs {
     /// List the mirror's models instead of the store's
     #[arg(long)]
     pub remote: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cpu;
 pub mod fit;
@@ -11,7 +12,9 @@ pub mod mirror_cmd;
 pub mod plugin_check;
 pub mod plugins;
 pub mod progress;
+pub mod ps_cmd;
 pub mod quantize;
+pub mod run_cmd;
 pub mod serve;
 pub mod sizing;
 pub mod store_cmd;

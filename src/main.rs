@@ -21,10 +21,20 @@ fn main() -> anyhow::Result<()> {
 async fn porten_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env = |name: &str| std::env::var(name).ok();
-    let mut telemetry = Telemetry::init(cli.log_format, &env);
+    // A chat in the terminal shows warnings only (RUST_LOG still decides when set).
+    let quiet = matches!(
+        cli.command,
+        Command::Run(_) | Command::Ps(_) | Command::Stop(_)
+    );
+    let mut telemetry = Telemetry::init(cli.log_format, &env, if quiet { "warn" } else { "info" });
     let result = run(cli.command, &mut telemetry).await;
     tokio::task::block_in_place(|| telemetry.shutdown());
     result
+}
+
+fn client_of(args: &porten::cli::ClientArgs) -> porten::client::Server {
+    let host = args.host.as_deref().unwrap_or(porten::client::DEFAULT_HOST);
+    porten::client::Server::new(host, args.api_key.clone())
 }
 
 async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> {
@@ -65,7 +75,7 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::list(&store, &mirror, None).await
         }
-        Command::Ls(a) => store_cmd::ls(&*store_of(&a.common)?),
+        Command::Ls(a) => store_cmd::ls(&*store_of(&a.common)?, a.json),
         Command::Search(a) => {
             let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::list(&store, &mirror, a.query.as_deref()).await
@@ -93,5 +103,8 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             tokio::task::block_in_place(|| porten::plugin_check::check(&config, &a.file))
         }
         Command::Fit(a) => porten::fit::fit(&load(&a.common.overrides())?, &a),
+        Command::Run(a) => porten::run_cmd::run(&a, || load(&a.common.overrides())).await,
+        Command::Ps(a) => porten::ps_cmd::ps(&client_of(&a.client), a.json).await,
+        Command::Stop(a) => porten::ps_cmd::stop(&client_of(&a.client), &a.model).await,
     }
 }

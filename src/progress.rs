@@ -67,6 +67,20 @@ impl ImportProgress for Progress {
     }
 }
 
+/// A byte bar on stderr for a download whose size comes later, when stderr is a terminal.
+pub fn bar_for_terminal() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
 /// `1.5 GiB`, `300 MiB`, `12 KiB`, `17 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

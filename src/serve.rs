@@ -17,7 +17,38 @@ use crate::sizing::{memory_budget, shape_of};
 
 /// Runs the server until SIGINT or SIGTERM.
 /// `metrics` renders `/metrics` (none: metrics are off).
-pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
+pub async fn serve(config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
+    let (server, store) = bind(config, metrics).await?;
+    let addr = server.local_addr()?;
+    // A stable line on stdout, for scripts and tests that asked for port 0.
+    println!("porten listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    let result = server.run(shutdown_signal()).await;
+    store.end_session();
+    result?;
+    Ok(())
+}
+
+/// A server for `porten run` when none answers: on a free port of 127.0.0.1, serving in this
+/// process until it exits. Its address.
+pub async fn spawn_local(mut config: Config) -> anyhow::Result<std::net::SocketAddr> {
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (server, store) = bind(config, None).await?;
+    let addr = server.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = server.run(std::future::pending()).await {
+            tracing::error!(error = %e, "the in-process server stopped");
+        }
+        store.end_session();
+    });
+    Ok(addr)
+}
+
+/// Resolves the models, opens the store and the mirror, and binds: everything before serving.
+async fn bind(
+    mut config: Config,
+    metrics: Option<MetricsText>,
+) -> anyhow::Result<(BoundServer, Arc<Store>)> {
     raise_file_limit();
     tracing::info!(kernels = %crate::cpu::kernels(), "cpu");
     let plugins = crate::plugins::Plugins::load(&config)?;
@@ -82,14 +113,8 @@ pub async fn serve(mut config: Config, metrics: Option<MetricsText>) -> anyhow::
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?
         .with_catalog(catalog);
-    let addr = server.local_addr()?;
-    // A stable line on stdout, for scripts and tests that asked for port 0.
-    println!("porten listening on http://{addr}");
-    tracing::info!(%addr, models = config.models.len(), "listening");
-    let result = server.run(shutdown_signal()).await;
-    store.end_session();
-    result?;
-    Ok(())
+    tracing::info!(models = config.models.len(), "models resolved");
+    Ok((server, store))
 }
 
 /// Every connection is a file: the soft limit goes up to the hard one before anything opens.

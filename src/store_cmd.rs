@@ -146,8 +146,30 @@ fn import_quantized(
 }
 
 /// `porten ls`.
-pub fn ls(store: &Store) -> anyhow::Result<()> {
+pub fn ls(store: &Store, as_json: bool) -> anyhow::Result<()> {
     let models = store.list()?;
+    if as_json {
+        let rows: Vec<serde_json::Value> = models
+            .iter()
+            .map(|m| {
+                let manifest = &m.manifest;
+                serde_json::json!({
+                    "name": manifest.model.to_string(),
+                    "size_bytes": manifest.size(),
+                    "format": format!("{:?}", manifest.metadata.format).to_lowercase(),
+                    "quantization": manifest.metadata.quantization,
+                    "last_used_ms": manifest.last_used_ms,
+                    "pinned": manifest.pinned,
+                    "loaded": m.loaded,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "models": rows }))?
+        );
+        return Ok(());
+    }
     println!(
         "{:<32} {:>10} {:<12} {:<10} {:<17} {:<6} {:<6}",
         "NAME", "SIZE", "FORMAT", "QUANT", "LAST USED", "PINNED", "LOADED"

@@ -1,5 +1,5 @@
-//! porten's HTTP server (OpenAI's, the Responses, Anthropic's and Ollama's APIs on one port) and the models
-//! it hosts in-process with mistral.rs.
+//! porten's HTTP server (OpenAI's, the Responses, Anthropic's and Ollama's APIs on one port)
+//! and the models it hosts in-process with mistral.rs.
 //!
 //! ```no_run
 //! # async fn run() -> porten_proxy::Result<()> {

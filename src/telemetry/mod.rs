@@ -79,8 +79,9 @@ impl Telemetry {
     /// Installs logging (filtered by `RUST_LOG`, default `info`) and, when the environment asks
     /// for it, the OTLP trace pipeline. Call once, first thing, inside the Tokio runtime (the
     /// gRPC exporter needs it).
-    pub fn init(format: LogFormat, env: EnvLookup<'_>) -> Self {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    pub fn init(format: LogFormat, env: EnvLookup<'_>, default_level: &str) -> Self {
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
         let logs = log_fields::log_layer(format);
         let (tracer, trace_error) = if otlp_wanted(Signal::Traces, env) {
             match traces::tracer_provider(resource(env)) {
