@@ -98,10 +98,15 @@ fn the_eviction_examples_evict_the_large_model_where_lru_evicts_the_old_small_on
 #[test]
 fn hostile_eviction_plugins_are_contained_and_lru_decides() {
     let work = tempfile::tempdir().unwrap();
-    for (name, cause) in [
-        ("trap", "cause=\"trap\""),
-        ("allocate_forever", "cause=\"memory\""),
-        ("bad_answer", "unusable answer"),
+    // The allocating plugin meets its memory limit first on an idle machine, its deadline first
+    // on a busy one: either contains it (plugins/tests/host.rs checks the memory limit alone).
+    for (name, causes) in [
+        ("trap", &["cause=\"trap\""][..]),
+        (
+            "allocate_forever",
+            &["cause=\"memory\"", "cause=\"timeout\""][..],
+        ),
+        ("bad_answer", &["unusable answer"][..]),
     ] {
         let path = plugin(name);
         let (kept, log) = import_under_a_budget(work.path(), name, Some(&path));
@@ -111,7 +116,9 @@ fn hostile_eviction_plugins_are_contained_and_lru_decides() {
             "{name}: {kept}"
         );
         assert!(
-            log.contains(cause) || log.contains(&cause.replace('"', "")),
+            causes
+                .iter()
+                .any(|cause| log.contains(cause) || log.contains(&cause.replace('"', ""))),
             "{name}: {log}"
         );
     }
