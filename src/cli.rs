@@ -39,7 +39,8 @@ pub enum Command {
     Import(ImportArgs),
     /// List the models in the store (or, with --remote, in the mirror).
     Ls(LsArgs),
-    /// Download a model from the mirror into the store (only the blobs the store lacks).
+    /// Download a model into the store: from the mirror (only the blobs the store lacks), or
+    /// from Hugging Face (`hf://ORG/REPO[@REVISION][:QUANT]`, `hf.co/ORG/REPO:QUANT`).
     Pull(NamedArgs),
     /// Upload a model from the store to the mirror (only the blobs the mirror lacks).
     Push(NamedArgs),

@@ -80,10 +80,13 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::list(&store, &mirror, a.query.as_deref()).await
         }
-        Command::Pull(a) => {
-            let (store, mirror) = store_and_mirror(&a.common)?;
-            mirror_cmd::pull(&store, &mirror, &a.name).await
-        }
+        Command::Pull(a) => match porten_storage::hub::HubRef::parse(&a.name) {
+            Some(hub) => mirror_cmd::pull_from_hub(&store_of(&a.common)?, &hub?).await,
+            None => {
+                let (store, mirror) = store_and_mirror(&a.common)?;
+                mirror_cmd::pull(&store, &mirror, &a.name).await
+            }
+        },
         Command::Push(a) => {
             let (store, mirror) = store_and_mirror(&a.common)?;
             mirror_cmd::push(&store, &mirror, &a.name).await

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use porten_storage::hub::{Hub, HubRef, HubSettings};
 use porten_storage::mirror::ManifestOutcome;
 use porten_storage::{Mirror, ModelRef, Store};
 
@@ -39,6 +40,27 @@ pub async fn pull(store: &Arc<Store>, mirror: &Mirror, name: &str) -> anyhow::Re
             }
         );
     }
+    Ok(())
+}
+
+/// `porten pull hf://ORG/REPO[@REVISION][:QUANT]`: from the Hugging Face Hub at
+/// `HF_ENDPOINT` (huggingface.co by default), with `HF_TOKEN` for private and gated repos.
+pub async fn pull_from_hub(store: &Arc<Store>, hub: &HubRef) -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let client = Hub::open(HubSettings::from_env(env))?;
+    let pulled = client.pull(store, hub, &Progress::new()).await?;
+    if pulled.up_to_date {
+        println!("{} is up to date", pulled.model);
+        return Ok(());
+    }
+    let size = store.manifest(&pulled.model).map(|m| m.size()).unwrap_or(0);
+    println!(
+        "pulled {} from {} ({}, {} downloaded)",
+        pulled.model,
+        client.endpoint(),
+        human_bytes(size),
+        human_bytes(pulled.downloaded)
+    );
     Ok(())
 }
 

@@ -84,15 +84,18 @@ async fn ensure_pulled(server: &Server, model: &str) -> anyhow::Result<()> {
         .stream("/api/pull", &json!({ "model": model }))
         .await?;
     let bar = crate::progress::bar_for_terminal();
+    let mut last = String::new();
     while let Some(line) = lines.next().await? {
         let status = line["status"].as_str().unwrap_or_default();
         if let (Some(bar), Some(total)) = (&bar, line["total"].as_u64()) {
             bar.set_length(total);
             bar.set_position(line["completed"].as_u64().unwrap_or(0));
             bar.set_message(status.to_string());
-        } else if bar.is_none() {
+        } else if bar.is_none() && status != last {
+            // Without a terminal, each step once.
             eprintln!("{status}");
         }
+        last = status.to_string();
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use opentelemetry::metrics::ObservableGauge;
 use porten_proxy::config::ModelSpec;
 use porten_proxy::http::MetricsText;
@@ -202,9 +202,11 @@ async fn choose_models(
             }
         }
         if config.models.is_empty() && remote.is_empty() {
-            bail!(
-                "no models to serve: import one (`porten import FILE --name NAME`), pull one \
-                 from a mirror, add [[models]] to the configuration file, or pass --model ID=PATH"
+            // As Ollama starts empty: models can arrive by /api/pull or `porten run hf://...`.
+            tracing::warn!(
+                "no models yet: import one (`porten import FILE --name NAME`), pull one \
+                 (`porten pull hf://ORG/REPO:QUANT`, or POST /api/pull while serving), add \
+                 [[models]] to the configuration file, or pass --model ID=PATH"
             );
         }
         for id in remote.keys() {

@@ -15,6 +15,7 @@ use porten_proxy::config::{ModelFormat, ModelSpec};
 use porten_proxy::models::{NewModel, Preflight};
 use porten_proxy::residency::Device;
 use porten_proxy::Error;
+use porten_storage::hub::{Hub, HubRef, HubSettings};
 use porten_storage::{Checkout, Manifest, Mirror, ModelRef, Store, WeightFormat};
 
 use crate::sizing::shape_of;
@@ -140,6 +141,10 @@ impl StoreCatalog {
             let _ = progress.send(update);
         };
         send(PullUpdate::status("pulling manifest"));
+        if let Some(hub) = HubRef::parse(id) {
+            let hub = hub.map_err(|e| Error::invalid("model", e.to_string()))?;
+            return self.pull_from_hub(&hub, progress);
+        }
         let model = ModelRef::parse(id).map_err(|e| Error::invalid("model", e.to_string()))?;
         let held = self
             .books()
@@ -172,6 +177,32 @@ impl StoreCatalog {
         checkout.verify().map_err(store_error)?;
         send(PullUpdate::status("writing manifest"));
         self.new_model(ModelSpec::new(id, ""), &checkout)
+            .map_err(|e| Error::Store(format!("{e:#}")))
+    }
+}
+
+impl StoreCatalog {
+    /// A model from the Hugging Face Hub (`HF_ENDPOINT`, `HF_TOKEN`), served under its store
+    /// name (`hf.co/ORG/REPO:QUANT`).
+    fn pull_from_hub(&self, hub: &HubRef, progress: &PullProgress) -> Result<NewModel, Error> {
+        let client = Hub::open(HubSettings::from_env(|name| std::env::var(name).ok()))
+            .map_err(store_error)?;
+        let steps = PullSteps::named(progress.clone(), format!("hf:{}", hub.repo));
+        let pulled = tokio::runtime::Handle::current()
+            .block_on(client.pull(&self.store, hub, &steps))
+            .map_err(|e| match e {
+                porten_storage::Error::Hub { reason, .. } => Error::invalid("model", reason),
+                other => store_error(other),
+            })?;
+        let served = match pulled.model.tag.as_str() {
+            porten_storage::DEFAULT_TAG => pulled.model.name.clone(),
+            _ => pulled.model.to_string(),
+        };
+        let checkout = self.hold(&served, &pulled.model).map_err(store_error)?;
+        let _ = progress.send(PullUpdate::status("verifying sha256 digest"));
+        checkout.verify().map_err(store_error)?;
+        let _ = progress.send(PullUpdate::status("writing manifest"));
+        self.new_model(ModelSpec::new(served, ""), &checkout)
             .map_err(|e| Error::Store(format!("{e:#}")))
     }
 }

@@ -43,8 +43,13 @@ impl PullSteps {
             .files
             .iter()
             .max_by_key(|f| f.size)
-            .map(|f| f.blake3.hex())
+            .map(|f| format!("blake3:{}", f.blake3.hex()))
             .unwrap_or_default();
+        Self::named(progress, digest)
+    }
+
+    /// Progress lines naming the download `digest` (`blake3:...`, `hf:ORG/REPO`).
+    pub(super) fn named(progress: PullProgress, digest: String) -> Self {
         Self {
             log: PullLog::default(),
             progress,
@@ -60,9 +65,10 @@ impl PullSteps {
         if self.sent_percent.swap(percent, Ordering::Relaxed) == percent {
             return;
         }
+        let short = self.digest.rsplit(':').next().unwrap_or_default();
         let _ = self.progress.send(PullUpdate {
-            status: format!("pulling {}", &self.digest[..self.digest.len().min(12)]),
-            digest: Some(format!("blake3:{}", self.digest)),
+            status: format!("pulling {}", &short[..short.len().min(12)]),
+            digest: Some(self.digest.clone()),
             total: Some(total),
             completed: Some(done),
         });

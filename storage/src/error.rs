@@ -101,6 +101,15 @@ pub enum Error {
         /// The mirror's URL.
         mirror: String,
     },
+    /// A Hugging Face Hub pull failed: the repository, revision, quantization or a file is
+    /// missing, gated or private, or a download arrived corrupt.
+    #[error("cannot pull {repo} from the Hub: {reason}")]
+    Hub {
+        /// `ORG/REPO`.
+        repo: String,
+        /// What went wrong, with what exists where it helps.
+        reason: String,
+    },
     /// Bytes from the mirror that do not hash to the blob's name. Nothing was stored.
     #[error(
         "blob {blake3} from the mirror {mirror} is corrupt (its bytes hash to {actual}); \

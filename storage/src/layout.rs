@@ -79,6 +79,12 @@ impl Layout {
         self.root.join("quarantine-v1")
     }
 
+    /// Where pulls from a Hugging Face Hub keep their files while they download: one folder per
+    /// repository and revision, so an interrupted pull resumes.
+    pub fn hub_downloads(&self) -> PathBuf {
+        self.root.join("hub-downloads-v1")
+    }
+
     /// Parent of the partial downloads.
     pub fn partials_dir(&self) -> PathBuf {
         self.root.join("partial-v1")

@@ -26,6 +26,7 @@ mod error;
 pub mod eviction;
 mod fsutil;
 pub mod hash;
+pub mod hub;
 pub mod layout;
 pub mod manifest;
 pub mod metadata;

@@ -27,18 +27,42 @@ use crate::{Error, Result};
 /// The Ollama version whose API this one follows, for clients that check it.
 pub const OLLAMA_VERSION: &str = "0.12.6";
 
-/// The served model a client's name means: the id itself, or the id without `:latest`.
+/// The served model a client's name means: the id itself, or the id without `:latest`. A
+/// Hugging Face name (`hf://ORG/REPO[:QUANT]`, `huggingface.co/...`) means the model pulled
+/// from it, `hf.co/ORG/REPO:QUANT` (without a quant: the one pulled, when there is one).
 pub fn resolve(state: &ServerState, name: &str) -> Result<String> {
     if name.is_empty() {
         return Err(Error::invalid("model", "`model` is required"));
     }
-    if state.models.get(name).is_ok() {
-        return Ok(name.to_string());
+    let hub_name = ["hf://", "huggingface.co/", "https://huggingface.co/"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+        .map(|rest| format!("hf.co/{rest}"));
+    let wanted = hub_name.as_deref().unwrap_or(name);
+    if state.models.get(wanted).is_ok() {
+        return Ok(wanted.to_string());
     }
-    match name.strip_suffix(":latest") {
-        Some(bare) if state.models.get(bare).is_ok() => Ok(bare.to_string()),
-        _ => Err(Error::ModelNotFound(name.to_string())),
+    if let Some(bare) = wanted.strip_suffix(":latest") {
+        if state.models.get(bare).is_ok() {
+            return Ok(bare.to_string());
+        }
     }
+    if wanted.starts_with("hf.co/") && !wanted.contains(':') {
+        let pulled: Vec<String> = state
+            .models
+            .all()
+            .iter()
+            .map(|slot| slot.spec.id.clone())
+            .filter(|id| {
+                id.strip_prefix(wanted)
+                    .is_some_and(|tag| tag.starts_with(':'))
+            })
+            .collect();
+        if let [one] = pulled.as_slice() {
+            return Ok(one.clone());
+        }
+    }
+    Err(Error::ModelNotFound(name.to_string()))
 }
 
 /// The name Ollama's clients see: `name:tag`, `latest` when the id has no tag.
