@@ -25,6 +25,12 @@ if [ ! -x tests/agents/node_modules/.bin/codex ] || [ ! -x tests/agents/node_mod
   # needed for `claude` to run.
   (cd tests/agents && npm ci --silent --no-audit --no-fund)
 fi
+# olah: a real Hugging Face Hub-protocol server for tests/hub.rs, in a venv of its own (it
+# needs a newer huggingface_hub than lm_eval's datasets take).
+if [ ! -x .venv-olah/bin/olah-cli ]; then
+  python3 -m venv .venv-olah
+  .venv-olah/bin/python -m pip install --quiet --disable-pip-version-check "olah==0.5.4"
+fi
 # tmux: a real terminal for `porten run` (tests/cli_run.rs).
 if ! command -v tmux >/dev/null; then
   apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -98,12 +97,7 @@ fn answer_after<'a>(screen: &'a str, question: &str) -> &'a str {
 
 #[test]
 fn run_chats_in_a_terminal_and_ps_and_stop_see_the_model() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new("bash")
-        .arg(root.join("scripts/setup-test-deps.sh"))
-        .status()
-        .unwrap();
-    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
+    support::setup_test_deps();
     let server = Porten::with_models(&[("smollm2", &support::smollm2())], &[]);
     let host = server.addr.to_string();
     let terminal = Terminal::start(&format!(

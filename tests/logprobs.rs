@@ -15,13 +15,7 @@ use support::http::post_json;
 use support::server::Porten;
 
 fn setup() -> &'static Path {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new("bash")
-        .arg(root.join("scripts/setup-test-deps.sh"))
-        .status()
-        .unwrap();
-    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
-    root
+    support::setup_test_deps()
 }
 
 fn completion(server: &Porten, body: Value) -> Value {

@@ -36,12 +36,7 @@ fn porten(home: &Path, args: &[&str], env: &[(String, String)]) {
 
 #[test]
 fn the_official_ollama_client_works_unmodified() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new("bash")
-        .arg(root.join("scripts/setup-test-deps.sh"))
-        .status()
-        .unwrap();
-    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
+    let root = support::setup_test_deps();
     let work = tempfile::tempdir().unwrap();
     let (served, other) = (work.path().join("served"), work.path().join("other"));
     let moto = Moto::start();

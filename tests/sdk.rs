@@ -42,12 +42,7 @@ fn run_suite(server: &Porten, program: &Path, args: &[&str]) {
 
 #[test]
 fn official_sdks_work_unmodified() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new("bash")
-        .arg(root.join("scripts/setup-test-deps.sh"))
-        .status()
-        .unwrap();
-    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
+    let root = support::setup_test_deps();
     let gguf = support::smollm2();
     let dir = tempfile::tempdir().unwrap();
     let embed = dir.path().join("tiny-embed");

