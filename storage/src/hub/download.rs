@@ -10,17 +10,26 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::{checked, hub_error, Hub, HubFile, HubRef};
+use crate::hash::BlobId;
 use crate::store::ImportProgress;
 use crate::Result;
 
-/// Downloads `file` into `staging`; the bytes downloaded now.
+/// A file in the staging folder, whole and verified: its blake3 (the store's name for it) and
+/// the bytes downloaded for it now.
+pub(super) struct Fetched {
+    pub(super) blake3: BlobId,
+    pub(super) downloaded: u64,
+}
+
+/// Downloads `file` into `staging`, hashing it with sha256 (checked against the Hub) and
+/// blake3 (the store's name) on the way.
 pub(super) async fn fetch(
     hub: &Hub,
     at: &HubRef,
     file: &HubFile,
     staging: &Path,
     progress: &dyn ImportProgress,
-) -> Result<u64> {
+) -> Result<Fetched> {
     let target = staging.join(&file.path);
     let io = |what: &str, e: std::io::Error| {
         hub_error(&at.repo, format!("{what} {}: {e}", target.display()))
@@ -29,10 +38,14 @@ pub(super) async fn fetch(
         std::fs::create_dir_all(parent).map_err(|e| io("cannot create the folder of", e))?;
     }
     if target.is_file() {
-        let (size, digest) = hash_file(&target).map_err(|e| io("cannot read", e))?;
+        let (size, hashes) = hash_prefix(&target).map_err(|e| io("cannot read", e))?;
+        let (digest, blake3) = hashes.finish();
         if size == file.size && file.sha256.as_deref().is_none_or(|s| s == digest) {
             progress.advance(size);
-            return Ok(0);
+            return Ok(Fetched {
+                blake3,
+                downloaded: 0,
+            });
         }
         std::fs::remove_file(&target).map_err(|e| io("cannot remove", e))?;
     }
@@ -40,10 +53,7 @@ pub(super) async fn fetch(
         "{}.partial",
         target.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let (mut have, mut hasher) = match hash_prefix(&partial) {
-        Ok(found) => found,
-        Err(_) => (0, Sha256::new()),
-    };
+    let (mut have, mut hasher) = hash_prefix(&partial).unwrap_or_default();
     let url = format!(
         "{}/{}/resolve/{}/{}",
         hub.endpoint(),
@@ -64,7 +74,7 @@ pub(super) async fn fetch(
     if have > 0 && !resumed {
         // The server sends the whole file: start over.
         have = 0;
-        hasher = Sha256::new();
+        hasher = Hashes::default();
     }
     progress.advance(have);
     let mut out = std::fs::OpenOptions::new()
@@ -89,7 +99,7 @@ pub(super) async fn fetch(
     out.sync_all().map_err(|e| io("cannot sync", e))?;
     drop(out);
     let size = have + downloaded;
-    let digest = hex(&hasher.finalize());
+    let (digest, blake3) = hasher.finish();
     let wrong_size = size != file.size;
     let wrong_hash = file.sha256.as_deref().is_some_and(|s| s != digest);
     if wrong_size || wrong_hash {
@@ -106,26 +116,45 @@ pub(super) async fn fetch(
         ));
     }
     std::fs::rename(&partial, &target).map_err(|e| io("cannot rename into", e))?;
-    Ok(downloaded)
+    Ok(Fetched { blake3, downloaded })
+}
+
+/// sha256 (the Hub's name for a file) and blake3 (the store's), fed together.
+#[derive(Default)]
+struct Hashes {
+    sha256: Sha256,
+    blake3: blake3::Hasher,
+}
+
+impl Hashes {
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.blake3.update(bytes);
+    }
+
+    fn finish(self) -> (String, BlobId) {
+        (hex(&self.sha256.finalize()), self.blake3.finalize().into())
+    }
 }
 
 /// Puts `local` (a store blob or a Hugging Face cache blob with the file's sha256) where the
-/// download of `file` would go: a hard link, else a copy.
-pub(super) fn link(local: &Path, staging: &Path, file: &HubFile) -> std::io::Result<()> {
+/// download of `file` would go, a hard link else a copy; its blake3.
+pub(super) fn link(local: &Path, staging: &Path, file: &HubFile) -> crate::Result<BlobId> {
     let target = staging.join(&file.path);
+    let io = |e: std::io::Error| hub_error("", format!("cannot link {}: {e}", target.display()));
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(io)?;
     }
     let _ = std::fs::remove_file(&target);
     if std::fs::hard_link(local, &target).is_err() {
-        std::fs::copy(local, &target)?;
+        std::fs::copy(local, &target).map_err(io)?;
     }
-    Ok(())
+    crate::hash::hash_file(&target)
 }
 
-fn hash_prefix(path: &Path) -> std::io::Result<(u64, Sha256)> {
+fn hash_prefix(path: &Path) -> std::io::Result<(u64, Hashes)> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Hashes::default();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -136,11 +165,6 @@ fn hash_prefix(path: &Path) -> std::io::Result<(u64, Sha256)> {
         hasher.update(&buffer[..n]);
         size += n as u64;
     }
-}
-
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let (size, hasher) = hash_prefix(path)?;
-    Ok((size, hex(&hasher.finalize())))
 }
 
 fn hex(bytes: &[u8]) -> String {

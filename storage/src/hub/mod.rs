@@ -16,8 +16,7 @@ use serde::Deserialize;
 pub use reference::HubRef;
 pub use select::{quant_of, select, HubFile, Selection, DEFAULT_QUANT};
 
-use crate::store::{ImportMode, ImportOptions, ImportProgress, Store};
-use crate::NoProgress;
+use crate::store::{ImportProgress, Store};
 use crate::{Error, ModelRef, Result};
 
 /// Where the Hub is and who we are there.
@@ -188,7 +187,7 @@ impl Hub {
         // Room for every byte before the first, evicting by the store's policy, or NoRoom
         // with the numbers. The import below reserves its blobs again (its hard links take
         // no more disk), so this reservation ends just before it.
-        let reservation = store.reserve(&[], total, true, None)?;
+        let (reservation, _) = store.reserve(&[], total, true, None)?;
         // Partial files live in the store's own download folder, per repository and revision,
         // so an interrupted pull resumes where it stopped.
         let staging = store.layout().hub_downloads().join(format!(
@@ -198,53 +197,96 @@ impl Hub {
         progress.phase("downloading", total);
         let known = known_blobs(store, &self.settings, hub);
         let mut downloaded = 0;
+        let mut staged = Vec::with_capacity(chosen.len());
         for file in &chosen {
             let have = file.sha256.as_ref().and_then(|sha| known.get(sha));
             if let Some(local) = have {
-                if download::link(local, &staging, file).is_ok() {
+                if let Ok(blake3) = download::link(local, &staging, file) {
                     tracing::info!(file = %file.path, from = %local.display(), "already on disk; linked, not downloaded");
                     progress.advance(file.size);
+                    staged.push((file, blake3));
                     continue;
                 }
             }
-            downloaded += download::fetch(self, hub, file, &staging, progress).await?;
+            let fetched = download::fetch(self, hub, file, &staging, progress).await?;
+            downloaded += fetched.downloaded;
+            staged.push((file, fetched.blake3));
         }
         progress.phase_done();
-        drop(reservation);
-        let options = ImportOptions {
-            model: model.clone(),
-            mode: ImportMode::Link,
-            made_from: Some(format!(
-                "{}/{} at {}",
-                self.endpoint(),
-                hub.repo,
-                hub.revision
-            )),
-        };
-        let store = store.clone();
-        let staged = staging.clone();
-        let source = match chosen.as_slice() {
-            [one] if one.path.ends_with(".gguf") => staged.join(&one.path),
-            _ => staged.clone(),
-        };
-        let named: Vec<(String, String)> = chosen
-            .iter()
-            .filter_map(|f| Some((f.path.clone(), f.sha256.clone()?)))
-            .collect();
-        let recorded = model.clone();
-        tokio::task::spawn_blocking(move || {
-            store.import(&source, &options, &NoProgress)?;
-            // The Hub's names for the files, so the next pull knows them without a download.
-            store.record_sha256(&recorded, &named)
-        })
-        .await
-        .map_err(|e| hub_error(&hub.repo, format!("the import panicked: {e}")))??;
+        let manifest = self.install(hub, &model, &staging, &staged, reservation)?;
         let _ = std::fs::remove_dir_all(&staging);
+        tracing::info!(model = %manifest.model, files = manifest.files.len(), "model stored from the Hub");
         Ok(HubPull {
             model,
             downloaded,
             up_to_date: false,
         })
+    }
+
+    /// Reads the staged files' metadata, moves them into the store as blobs (they are named by
+    /// the blake3 computed on the way in: nothing is hashed twice) and writes the manifest. A
+    /// single GGUF file is stored under its file name, as `porten import` stores one.
+    fn install(
+        &self,
+        hub: &HubRef,
+        model: &ModelRef,
+        staging: &std::path::Path,
+        staged: &[(&HubFile, crate::BlobId)],
+        mut reservation: crate::Reservation<'_>,
+    ) -> Result<crate::Manifest> {
+        let single_gguf = matches!(staged, [(f, _)] if f.path.ends_with(".gguf"));
+        let stored_path = |file: &HubFile| match single_gguf {
+            true => file
+                .path
+                .rsplit('/')
+                .next()
+                .unwrap_or(&file.path)
+                .to_string(),
+            false => file.path.clone(),
+        };
+        let located: Vec<(String, PathBuf)> = staged
+            .iter()
+            .map(|(f, _)| (stored_path(f), staging.join(&f.path)))
+            .collect();
+        let listed: Vec<(String, &std::path::Path)> = located
+            .iter()
+            .map(|(rel, path)| (rel.clone(), path.as_path()))
+            .collect();
+        let metadata = crate::metadata::read(&listed).map_err(|reason| {
+            hub_error(
+                &hub.repo,
+                format!("its files are not a model porten can read: {reason}"),
+            )
+        })?;
+        let mut files = Vec::with_capacity(staged.len());
+        for ((file, blake3), (_, path)) in staged.iter().zip(&located) {
+            crate::fsutil::read_only(path);
+            reservation.commit_blob(path, *blake3, file.size)?;
+            files.push(crate::FileEntry {
+                path: stored_path(file),
+                size: file.size,
+                blake3: *blake3,
+                sha256: file.sha256.clone(),
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let now = crate::fsutil::now_ms();
+        let manifest = crate::Manifest {
+            schema: crate::manifest::SCHEMA,
+            model: model.clone(),
+            files,
+            metadata,
+            source: Some(format!(
+                "{}/{} at {}",
+                self.endpoint(),
+                hub.repo,
+                hub.revision
+            )),
+            created_ms: now,
+            last_used_ms: now,
+            pinned: false,
+        };
+        reservation.install(manifest)
     }
 }
 

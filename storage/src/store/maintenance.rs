@@ -151,26 +151,6 @@ impl Store {
         })
     }
 
-    /// Notes the sha256 a source names `model`'s files by (`path`, `sha256` pairs; a single
-    /// GGUF file matches by its file name), so a later pull can tell it has them.
-    pub fn record_sha256(&self, model: &ModelRef, named: &[(String, String)]) -> Result<()> {
-        if named.is_empty() {
-            return Ok(());
-        }
-        self.locked(|_| {
-            let mut manifest = (*self.manifest(model)?).clone();
-            for file in &mut manifest.files {
-                let found = named.iter().find(|(path, _)| {
-                    *path == file.path || path.rsplit('/').next() == Some(file.path.as_str())
-                });
-                if let Some((_, sha)) = found {
-                    file.sha256 = Some(sha.clone());
-                }
-            }
-            self.write_manifest(&manifest)
-        })
-    }
-
     /// Pins or unpins a model (a pinned model is never evicted).
     pub fn set_pinned(&self, model: &ModelRef, pinned: bool) -> Result<()> {
         self.locked(|_| {
