@@ -84,6 +84,7 @@ async fn bind(
         shapes,
         fetched_on_load,
         preflight: Some(catalog.preflight()),
+        auto_pull: config.hub.auto_pull.then(|| catalog.auto_pull()),
         ..Residency::default()
     };
     let residency = match &plugins.placement {

@@ -113,6 +113,16 @@ impl StoreCatalog {
         })
     }
 
+    /// What the registry calls to pull a model a request names (`[hub] auto_pull`): the pull
+    /// of `/api/pull`, its progress in the log only.
+    pub fn auto_pull(self: &Arc<Self>) -> porten_proxy::models::AutoPull {
+        let catalog = self.clone();
+        Arc::new(move |name: &str| {
+            let (progress, _unheard) = tokio::sync::mpsc::unbounded_channel();
+            catalog.pull(name, progress)
+        })
+    }
+
     /// Leases `model` (now in the store) as the served model `id`.
     fn hold(&self, id: &str, model: &ModelRef) -> porten_storage::Result<Checkout> {
         let checkout = self.store.prepare(model)?;
@@ -194,6 +204,7 @@ impl StoreCatalog {
                 porten_storage::Error::Hub { reason, .. } => Error::invalid("model", reason),
                 other => store_error(other),
             })?;
+        tracing::info!(model = %pulled.model, endpoint = %client.endpoint(), downloaded = pulled.downloaded, "pulled from the Hub");
         let served = match pulled.model.tag.as_str() {
             porten_storage::DEFAULT_TAG => pulled.model.name.clone(),
             _ => pulled.model.to_string(),

@@ -3,6 +3,7 @@
 //! One module per section: its table, defaults, environment variables, flags and validation.
 
 mod env;
+mod hub;
 mod memory;
 mod mirror;
 mod plugins;
@@ -18,6 +19,7 @@ use porten_proxy::residency::KeepAlive;
 use serde::{Deserialize, Serialize};
 
 pub use env::EnvLookup;
+pub use hub::HubConfig;
 pub use mirror::MirrorConfig;
 pub use plugins::PluginSettings;
 pub use store::StoreSettings;
@@ -37,6 +39,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// The bucket models are pulled from and pushed to.
     pub mirror: MirrorConfig,
+    /// Models from a Hugging Face Hub.
+    pub hub: HubConfig,
     /// WebAssembly policy plugins.
     pub plugins: PluginSettings,
     /// What porten reports: `/metrics` (traces and OTLP export follow the standard `OTEL_*`
@@ -132,6 +136,7 @@ impl Config {
         self.telemetry.apply_env(env)?;
         self.plugins.apply_env(env);
         self.mirror.apply_env(env)?;
+        self.hub.apply_env(env)?;
         Ok(())
     }
 

@@ -16,6 +16,11 @@ use crate::residency::{
 use crate::{Error, Result};
 use loader::MistralLoader;
 
+/// Pulls a model a request names and the server lacks (the binary's catalog: the mirror, a
+/// Hugging Face Hub); the model to serve, on disk.
+pub type AutoPull =
+    Arc<dyn Fn(&str) -> futures::future::BoxFuture<'static, Result<NewModel>> + Send + Sync>;
+
 /// A check run just before a model loads, off the async threads (the server uses it to verify
 /// store blobs); an error fails that model's load with the message.
 pub type Preflight = Arc<dyn Fn(&ModelSpec) -> std::result::Result<(), String> + Send + Sync>;
@@ -39,6 +44,8 @@ pub struct Residency {
     /// paths are checked when they load, not at start. Their specs name an explicit format, and
     /// a GGUF one its file.
     pub fetched_on_load: HashSet<String>,
+    /// Pulls models requests name and the registry lacks; `None`: such requests get 404.
+    pub auto_pull: Option<AutoPull>,
 }
 
 impl Default for Residency {
@@ -51,6 +58,7 @@ impl Default for Residency {
             policy: Arc::new(LeastRecentlyUsed),
             preflight: None,
             fetched_on_load: HashSet::new(),
+            auto_pull: None,
         }
     }
 }
@@ -123,6 +131,12 @@ pub struct ModelRegistry {
     slots: Slots,
     scheduler: Scheduler<LoadedModel>,
     device: Device,
+    auto_pull: Option<AutoPull>,
+    /// One auto-pull at a time: concurrent requests for one model share its pull.
+    pulling: tokio::sync::Mutex<()>,
+    /// Names requests used for models pulled under another id (`hf://ORG/REPO` ->
+    /// `hf.co/ORG/REPO:Q4_K_M`).
+    aliases: std::sync::RwLock<HashMap<String, String>>,
 }
 
 /// A model to serve from now on, found after start-up.
@@ -181,15 +195,46 @@ impl ModelRegistry {
             slots,
             scheduler,
             device: residency.device,
+            auto_pull: residency.auto_pull,
+            pulling: tokio::sync::Mutex::new(()),
+            aliases: Default::default(),
         })
     }
 
-    /// The model called `id`.
+    /// The model called `id` (or pulled for that name).
     pub fn get(&self, id: &str) -> Result<Arc<ModelSlot>> {
-        read(&self.slots)
+        let slots = read(&self.slots);
+        slots
             .get(id)
+            .or_else(|| slots.get(read(&self.aliases).get(id)?))
             .cloned()
             .ok_or_else(|| Error::ModelNotFound(id.to_string()))
+    }
+
+    /// The model called `name`; with auto-pull on, one the server lacks is pulled first (the
+    /// request waits; concurrent requests share the pull). A failed pull fails this request.
+    pub async fn find(&self, name: &str) -> Result<Arc<ModelSlot>> {
+        if let Ok(slot) = self.get(name) {
+            return Ok(slot);
+        }
+        let Some(pull) = &self.auto_pull else {
+            return Err(Error::ModelNotFound(name.to_string()));
+        };
+        let _one_at_a_time = self.pulling.lock().await;
+        if let Ok(slot) = self.get(name) {
+            return Ok(slot);
+        }
+        tracing::info!(model = %name, "pulling a model a request named");
+        let model = pull(name).await?;
+        let id = model.spec.id.clone();
+        let slot = match self.get(&id) {
+            Ok(slot) => slot,
+            Err(_) => self.add(model)?,
+        };
+        if id != name {
+            write(&self.aliases).insert(name.to_string(), id);
+        }
+        Ok(slot)
     }
 
     /// Every model, by id.
@@ -220,6 +265,7 @@ impl ModelRegistry {
         let mut slots = write(&self.slots);
         self.scheduler.remove(id)?;
         slots.remove(id);
+        write(&self.aliases).retain(|_, to| to != id);
         tracing::info!(model = %id, "model removed");
         Ok(())
     }
@@ -242,7 +288,8 @@ impl ModelRegistry {
         keep_alive: Option<KeepAlive>,
         alone: bool,
     ) -> Result<Admitted> {
-        let slot = self.get(id)?;
+        let slot = self.find(id).await?;
+        let id = slot.spec.id.as_str();
         let entered = slot.admission.enter(id).await?;
         let lease = self.scheduler.acquire(id, keep_alive).await?;
         let turn = if alone {

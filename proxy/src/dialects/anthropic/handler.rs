@@ -36,7 +36,7 @@ pub async fn messages(
 ) -> Result<Response<Body>> {
     let request: MessagesRequest = read_json(req, &state.config).await?;
     let read = read(&request, false)?;
-    state.models.get(&request.model)?;
+    state.models.find(&request.model).await?;
     let streaming = request.stream.unwrap_or(false);
     let ask = Ask {
         model: request.model.clone(),

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::answer::{residency_line, Answer, Clock, Route};
 use super::error::error_line;
 use super::input::{read_chat, read_generate, refuse_unsupported_generate, sampling, Read};
-use super::models::resolve;
+use super::models::resolve_or_pull;
 use super::wire::{ChatRequest, EmbedInput, EmbedRequest, GenerateRequest, LegacyEmbedRequest};
 use crate::dialects::openai::error::error_type;
 use crate::engine::ModelKind;
@@ -36,7 +36,7 @@ pub async fn chat(
 ) -> Result<Response<Body>> {
     let received = Instant::now();
     let request: ChatRequest = read_json(req, &state.config).await?;
-    let id = resolve(state, &request.model)?;
+    let id = resolve_or_pull(state, &request.model).await?;
     if request.messages.is_empty() {
         return load_or_unload(
             state,
@@ -69,7 +69,7 @@ pub async fn generate(
 ) -> Result<Response<Body>> {
     let received = Instant::now();
     let request: GenerateRequest = read_json(req, &state.config).await?;
-    let id = resolve(state, &request.model)?;
+    let id = resolve_or_pull(state, &request.model).await?;
     if request.prompt.as_deref().unwrap_or_default().is_empty() {
         refuse_unsupported_generate(&request)?;
         return load_or_unload(
@@ -199,7 +199,7 @@ pub async fn embed(
 ) -> Result<Response<Body>> {
     let received = Instant::now();
     let request: EmbedRequest = read_json(req, &state.config).await?;
-    let id = resolve(state, &request.model)?;
+    let id = resolve_or_pull(state, &request.model).await?;
     let inputs = match request.input {
         EmbedInput::One(text) => vec![text],
         EmbedInput::Many(texts) => texts,
@@ -268,7 +268,7 @@ pub async fn embeddings(
     exchange: &Exchange,
 ) -> Result<Response<Body>> {
     let request: LegacyEmbedRequest = read_json(req, &state.config).await?;
-    let id = resolve(state, &request.model)?;
+    let id = resolve_or_pull(state, &request.model).await?;
     let model = admit(
         &state.models,
         exchange,

@@ -11,4 +11,6 @@ mod time;
 pub mod wire;
 
 pub use handler::{chat, embed, embeddings, generate};
-pub use models::{copy, delete, ps, pull, refuse, resolve, show, tags, version, OLLAMA_VERSION};
+pub use models::{
+    copy, delete, ps, pull, refuse, resolve, resolve_or_pull, show, tags, version, OLLAMA_VERSION,
+};

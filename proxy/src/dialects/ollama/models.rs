@@ -65,6 +65,15 @@ pub fn resolve(state: &ServerState, name: &str) -> Result<String> {
     Err(Error::ModelNotFound(name.to_string()))
 }
 
+/// [`resolve`], and with auto-pull on, a model the server lacks is pulled first: for the
+/// routes that answer with a model (chat, generate, embed), not those that manage them.
+pub async fn resolve_or_pull(state: &ServerState, name: &str) -> Result<String> {
+    match resolve(state, name) {
+        Err(Error::ModelNotFound(_)) => Ok(state.models.find(name).await?.spec.id.clone()),
+        resolved => resolved,
+    }
+}
+
 /// The name Ollama's clients see: `name:tag`, `latest` when the id has no tag.
 fn ollama_name(id: &str) -> String {
     if id.contains(':') {

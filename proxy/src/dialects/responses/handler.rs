@@ -50,7 +50,7 @@ pub async fn create(
 ) -> Result<Response<Body>> {
     let request: CreateResponse = read_json(req, &state.config).await?;
     let planned = plan(state, request)?;
-    state.models.get(&planned.ask.model)?;
+    state.models.find(&planned.ask.model).await?;
     let Planned {
         ask,
         offered,
