@@ -6,7 +6,8 @@
 # local S3 server against plain clients (set PULL_BENCH_S3S_FS to add s3s-fs); and the cost
 # of a policy plugin's decision against the native policy; and what 2,000 idle connections
 # cost the requests beside them; and porten against llama.cpp's llama-server on the same GGUF
-# files (decode, first token on short and long prompts, a repeated long prefix).
+# files (decode, first token on short and long prompts, a repeated long prefix); and pulls from
+# a Hugging Face Hub-protocol server (olah) against huggingface_hub's hf_hub_download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -20,3 +21,4 @@ cargo bench --bench cpu_speed
 bash scripts/setup-test-deps.sh
 cargo bench --bench pull
 cargo bench --bench plugins
+cargo bench --bench hub_pull

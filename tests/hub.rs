@@ -56,6 +56,25 @@ fn stored(home: &Path, olah: &Olah) -> Vec<Value> {
     listed["models"].as_array().unwrap().clone()
 }
 
+/// The tiny chat model's files in `tiny`, published to olah as `repo` (on `branch`) with a
+/// README beside them, as a Hub repository has.
+fn publish_tiny(olah: &Olah, tiny: &Path, repo: &str, branch: Option<&str>) {
+    let readme = tiny.join("README.md");
+    std::fs::write(&readme, "a tiny model").unwrap();
+    let files: Vec<(&str, std::path::PathBuf)> = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    ]
+    .iter()
+    .map(|f| (*f, tiny.join(f)))
+    .collect();
+    let listed: Vec<(&str, &Path)> = files.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    olah.repo(repo, &listed, branch);
+}
+
 fn noise(path: &Path, bytes: usize, seed: u8) {
     let data: Vec<u8> = (0..bytes)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -141,23 +160,7 @@ fn a_safetensors_repo_at_a_revision_and_files_already_on_disk() {
     let olah = Olah::start(work.path());
     let tiny = work.path().join("tiny");
     write_tiny_chat_model(&tiny);
-    let files: Vec<(String, std::path::PathBuf)> = [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ]
-    .iter()
-    .map(|f| (f.to_string(), tiny.join(f)))
-    .collect();
-    let mut listed: Vec<(&str, &Path)> = files
-        .iter()
-        .map(|(f, p)| (f.as_str(), p.as_path()))
-        .collect();
-    let readme = work.path().join("README.md");
-    std::fs::write(&readme, "a tiny model").unwrap();
-    listed.push(("README.md", &readme));
-    olah.repo("team/tiny", &listed, Some("v2"));
+    publish_tiny(&olah, &tiny, "team/tiny", Some("v2"));
     let home = work.path().join("home");
 
     let unknown = fails(&home, &olah, &["pull", "hf://team/tiny@v9"], &[]);
@@ -193,7 +196,7 @@ fn a_safetensors_repo_at_a_revision_and_files_already_on_disk() {
     );
 
     // The same weights under another repository: linked from the store, not downloaded.
-    olah.repo("team/tiny-copy", &listed, None);
+    publish_tiny(&olah, &tiny, "team/tiny-copy", None);
     let linked = |home: &Path, name: &str| {
         let out = porten(
             home,
@@ -288,4 +291,71 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
     } else {
         entry.path()
     }
+}
+
+#[test]
+fn with_auto_pull_a_request_pulls_its_model_once_and_without_it_gets_404() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let tiny = work.path().join("tiny");
+    write_tiny_chat_model(&tiny);
+    publish_tiny(&olah, &tiny, "team/tiny-auto", None);
+    let chat = |addr, model: &str| {
+        support::http::post_json(
+            addr,
+            "/v1/chat/completions",
+            &serde_json::json!({"model": model, "max_tokens": 3,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+            &[],
+        )
+    };
+
+    // Off (the default): an empty server answers 404 and pulls nothing.
+    let off_home = work.path().join("off");
+    let off_home_arg = off_home.to_str().unwrap().to_string();
+    let env = [("HF_ENDPOINT", olah.endpoint.as_str())];
+    let off = support::server::Porten::start_with_env(&["--home", &off_home_arg], &env);
+    let refused = chat(off.addr, "hf://team/tiny-auto");
+    assert_eq!(refused.status, 404, "{}", refused.text());
+    drop(off);
+
+    let home = work.path().join("on");
+    let home_arg = home.to_str().unwrap().to_string();
+    let env = [
+        ("HF_ENDPOINT", olah.endpoint.as_str()),
+        ("PORTEN_AUTO_PULL", "1"),
+    ];
+    let server = support::server::Porten::start_with_env(&["--home", &home_arg], &env);
+    let addr = server.addr;
+    let answers: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || chat(addr, "hf://team/tiny-auto")))
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        assert_eq!(answer.status, 200, "{}\n{}", answer.text(), server.log());
+    }
+    let pulls = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("pulled from the Hub"))
+        .count();
+    assert_eq!(pulls, 1, "{}", server.log());
+    let models = support::http::get(addr, "/v1/models").json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hf.co/team/tiny-auto"], "{models}");
+    // A name nobody has fails alone, with the Hub's reason; the pulled model serves on.
+    let missing = chat(addr, "hf://team/no-such-model");
+    assert_eq!(missing.status, 400, "{}", missing.text());
+    assert!(
+        missing.text().contains("private or does not exist"),
+        "{}",
+        missing.text()
+    );
+    assert_eq!(chat(addr, "hf.co/team/tiny-auto").status, 200);
 }
