@@ -242,8 +242,8 @@ async fn choose_models(
     Ok(remote)
 }
 
-/// Points every store model (a spec without a path) at its materialized directory, leasing it for
-/// the life of the process so that nothing evicts it.
+/// Points every store model (a spec without a path) at its materialized directory (its GGUF
+/// file there), leasing it for the life of the process so that nothing evicts it.
 fn checkout_store_models(
     store: &Arc<Store>,
     config: &mut Config,
@@ -258,7 +258,9 @@ fn checkout_store_models(
         let checkout = store
             .prepare(&model)
             .with_context(|| format!("model `{}`", spec.id))?;
-        spec.path = checkout.dir().to_path_buf();
+        // A GGUF model by its file (the first part of a split one), wherever it sits inside.
+        crate::catalog::point_at(spec, checkout.dir(), checkout.manifest())
+            .with_context(|| format!("model `{}`", spec.id))?;
         checkouts.insert(spec.id.clone(), checkout);
     }
     Ok(checkouts)

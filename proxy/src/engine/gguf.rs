@@ -28,7 +28,7 @@ pub async fn load(load: GgufLoad<'_>) -> anyhow::Result<Model> {
         None,
         None,
         load.dir.to_string(),
-        vec![load.file.to_string()],
+        split_parts(std::path::Path::new(load.dir), load.file)?,
         GGUFSpecificConfig { topology: None },
         false,
         None,
@@ -61,4 +61,58 @@ pub async fn load(load: GgufLoad<'_>) -> anyhow::Result<Model> {
         mistralrs::model_builder_trait::build_model_from_pipeline(pipeline, scheduler, config)
             .await,
     )
+}
+
+/// The files of a GGUF model: `file` alone, or, for the first part of a split file
+/// (`NAME-00001-of-00003.gguf`, llama.cpp's naming), every part in order. mistral.rs reads
+/// the parts as one model (metadata merged, each tensor found in its part).
+pub fn split_parts(dir: &std::path::Path, file: &str) -> anyhow::Result<Vec<String>> {
+    let Some((base, total, width)) = first_part(file) else {
+        return Ok(vec![file.to_string()]);
+    };
+    let parts: Vec<String> = (1..=total)
+        .map(|k| format!("{base}-{k:0width$}-of-{total:0width$}.gguf"))
+        .collect();
+    if let Some(missing) = parts.iter().find(|p| !dir.join(p).is_file()) {
+        anyhow::bail!("{file} is split in {total} parts, but {missing} is not beside it");
+    }
+    Ok(parts)
+}
+
+/// `NAME`, the part count and the digits' width, for `NAME-00001-of-0000N.gguf`.
+fn first_part(file: &str) -> Option<(&str, usize, usize)> {
+    let stem = file.strip_suffix(".gguf")?;
+    let (rest, total) = stem.rsplit_once("-of-")?;
+    let (base, index) = rest.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if !digits(index) || !digits(total) || index.parse::<usize>().ok()? != 1 {
+        return None;
+    }
+    Some((base, total.parse().ok()?, total.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_part_names_every_part_and_others_stand_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        for k in 1..=3 {
+            std::fs::write(
+                dir.path().join(format!("m-Q4_K_M-0000{k}-of-00003.gguf")),
+                b"",
+            )
+            .unwrap();
+        }
+        let parts = split_parts(dir.path(), "m-Q4_K_M-00001-of-00003.gguf").unwrap();
+        assert_eq!(parts[2], "m-Q4_K_M-00003-of-00003.gguf");
+        assert_eq!(
+            split_parts(dir.path(), "plain.gguf").unwrap(),
+            ["plain.gguf"]
+        );
+        std::fs::remove_file(dir.path().join("m-Q4_K_M-00002-of-00003.gguf")).unwrap();
+        let error = split_parts(dir.path(), "m-Q4_K_M-00001-of-00003.gguf").unwrap_err();
+        assert!(error.to_string().contains("00002-of-00003"), "{error}");
+    }
 }

@@ -37,9 +37,20 @@ pub fn resolve_source(spec: &ModelSpec) -> Result<ModelSource> {
     if !path.exists() {
         return Err(fail("no such file or directory".into()));
     }
-    let path = path
-        .canonicalize()
-        .map_err(|e| fail(format!("cannot resolve the path: {e}")))?;
+    // The directory is resolved, not a file's own link: a store model's files are links to
+    // blobs named by hash, and a split GGUF's parts are found by their names.
+    let path = match (path.is_file(), path.parent(), path.file_name()) {
+        (true, Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            dir.canonicalize().map(|dir| dir.join(name))
+        }
+        _ => path.canonicalize(),
+    }
+    .map_err(|e| fail(format!("cannot resolve the path: {e}")))?;
     let format = match spec.format {
         ModelFormat::Auto => detect_format(&path).map_err(fail)?,
         explicit => explicit,

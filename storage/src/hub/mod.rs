@@ -161,17 +161,6 @@ impl Hub {
         let selection =
             select(&files, hub.quant.as_deref()).map_err(|reason| hub_error(&hub.repo, reason))?;
         let (quant, chosen) = match selection {
-            Selection::Gguf { files, .. } if files.len() > 1 => {
-                return Err(hub_error(
-                    &hub.repo,
-                    format!(
-                        "its {} file is split in {} parts ({}...), which porten cannot serve                          yet; pick a quantization that comes as one file",
-                        hub.quant.as_deref().unwrap_or(DEFAULT_QUANT),
-                        files.len(),
-                        files[0].path
-                    ),
-                ))
-            }
             Selection::Gguf { quant, files } => (Some(quant), files),
             Selection::Safetensors(files) => (None, files),
         };

@@ -12,9 +12,38 @@ const MAX_ENTRIES: u64 = 1 << 20;
 const MAX_STRING: u64 = 16 << 20;
 
 pub fn read(path: &Path) -> Result<ModelMetadata, String> {
+    read_part(path, true)
+}
+
+/// Reads a split GGUF (llama.cpp's `-0000K-of-0000N` parts, in order): the first part's
+/// metadata, with the tensors of every part counted.
+pub fn read_split(parts: &[&Path]) -> Result<ModelMetadata, String> {
+    let (first, rest) = parts.split_first().ok_or("no GGUF parts")?;
+    let mut meta = read_part(first, true)?;
+    for part in rest {
+        let more = read_part(part, false)?;
+        meta.tensor_bytes = meta.tensor_bytes.saturating_add(more.tensor_bytes);
+        meta.parameter_count = Some(
+            meta.parameter_count
+                .unwrap_or(0)
+                .saturating_add(more.parameter_count.unwrap_or(0)),
+        );
+        for (ty, n) in more.parameters_by_type {
+            *meta.parameters_by_type.entry(ty).or_default() += n;
+        }
+        meta.vocab_size = meta.vocab_size.or(more.vocab_size);
+        if more.tied_embeddings == Some(false) {
+            meta.tied_embeddings = Some(false);
+        }
+    }
+    Ok(meta)
+}
+
+/// One file; a later part of a split file (`first` false) has no architecture of its own.
+fn read_part(path: &Path, first: bool) -> Result<ModelMetadata, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut r = Reader(BufReader::with_capacity(1 << 20, file));
-    parse(&mut r).map_err(|e| format!("{} is not a readable GGUF file: {e}", path.display()))
+    parse(&mut r, first).map_err(|e| format!("{} is not a readable GGUF file: {e}", path.display()))
 }
 
 /// A scalar or string value; arrays are skipped (the vocabulary is not needed here).
@@ -24,7 +53,7 @@ enum Value {
     Other,
 }
 
-fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
+fn parse(r: &mut Reader, first: bool) -> Result<ModelMetadata, String> {
     let mut magic = [0u8; 4];
     r.bytes(&mut magic)?;
     if &magic != MAGIC {
@@ -45,6 +74,7 @@ fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
     let mut meta = ModelMetadata::empty(WeightFormat::Gguf);
     let arch = match kv.get("general.architecture") {
         Some(Value::Str(a)) => a.clone(),
+        _ if !first => String::new(),
         _ => return Err("general.architecture is missing".into()),
     };
     let int = |key: &str| match kv.get(&format!("{arch}.{key}")) {
@@ -89,7 +119,7 @@ fn parse(r: &mut Reader) -> Result<ModelMetadata, String> {
     }
     meta.parameter_count = Some(params);
     meta.tied_embeddings = Some(!has_output);
-    meta.architecture = Some(arch);
+    meta.architecture = Some(arch).filter(|a| !a.is_empty());
     meta.chat_template = match kv.get("tokenizer.chat_template") {
         Some(Value::Str(t)) => Some(t.clone()),
         _ => None,

@@ -128,6 +128,17 @@ pub fn read(files: &[(String, &Path)]) -> Result<ModelMetadata, String> {
             return gguf::read(gguf);
         }
     }
+    // A split GGUF: its parts in order (their names sort so).
+    if ggufs.len() > 1 && find("config.json").is_none() {
+        let mut parts: Vec<(&String, &Path)> = files
+            .iter()
+            .filter(|(rel, _)| rel.ends_with(".gguf"))
+            .map(|(rel, p)| (rel, *p))
+            .collect();
+        parts.sort();
+        let parts: Vec<&Path> = parts.into_iter().map(|(_, p)| p).collect();
+        return gguf::read_split(&parts);
+    }
     let config =
         find("config.json").ok_or("expected one .gguf file, or a directory with config.json")?;
     let format = if find("modules.json").is_some() {
