@@ -128,27 +128,7 @@ fn a_gguf_repo_is_pulled_by_quantization_and_served_by_run() {
 
     // From an empty store, `run` pulls through its own server and answers.
     let fresh = work.path().join("fresh");
-    let out = porten(
-        &fresh,
-        &olah,
-        &[
-            "run",
-            "hf://team/SmolLM2-GGUF:Q4_1",
-            "--host",
-            "127.0.0.1:9",
-            "--max-tokens",
-            "30",
-            "--temperature",
-            "0",
-            "Name the planet we live on.",
-        ],
-        &[],
-    );
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = run_earth_question(&fresh, &olah, "hf://team/SmolLM2-GGUF:Q4_1");
     assert!(stdout.contains("Earth"), "{stdout}\n{stderr}");
     assert!(stderr.contains("success"), "{stderr}");
 }
@@ -358,4 +338,109 @@ fn with_auto_pull_a_request_pulls_its_model_once_and_without_it_gets_404() {
         missing.text()
     );
     assert_eq!(chat(addr, "hf.co/team/tiny-auto").status, 200);
+}
+
+/// `source` split in two GGUF parts as llama.cpp's `gguf-split` writes them: the first with
+/// all the metadata and half the tensors, the second with the rest; both carry `split.*`.
+fn split_gguf(source: &Path, first: &Path, second: &Path) {
+    use candle_core::quantized::gguf_file;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(source).unwrap());
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort_by_key(|n| content.tensor_infos[*n].offset);
+    let tensors: Vec<(&str, candle_core::quantized::QTensor)> = names
+        .iter()
+        .map(|n| {
+            let tensor = content
+                .tensor(&mut reader, n, &candle_core::Device::Cpu)
+                .unwrap();
+            (n.as_str(), tensor)
+        })
+        .collect();
+    let half = tensors.len() / 2;
+    let split = |no: u16, count: usize| {
+        vec![
+            ("split.no", gguf_file::Value::U16(no)),
+            ("split.count", gguf_file::Value::U16(2)),
+            ("split.tensors.count", gguf_file::Value::I32(count as i32)),
+        ]
+    };
+    let mut meta: Vec<(&str, gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.alignment")
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    meta.extend(split(0, tensors.len()));
+    for (path, meta, part) in [
+        (first, meta, &tensors[..half]),
+        (second, split(1, tensors.len()), &tensors[half..]),
+    ] {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        let meta: Vec<(&str, &gguf_file::Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+        let part: Vec<(&str, &candle_core::quantized::QTensor)> =
+            part.iter().map(|(n, t)| (*n, t)).collect();
+        gguf_file::write(&mut out, &meta, &part).unwrap();
+    }
+}
+
+#[test]
+fn a_split_gguf_is_pulled_as_one_model_and_served() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let (first, second) = (
+        work.path().join("part1.gguf"),
+        work.path().join("part2.gguf"),
+    );
+    split_gguf(&support::smollm2(), &first, &second);
+    olah.repo(
+        "team/split-GGUF",
+        &[
+            ("Q4_1/SmolLM2-Q4_1-00001-of-00002.gguf", &first),
+            ("Q4_1/SmolLM2-Q4_1-00002-of-00002.gguf", &second),
+        ],
+        None,
+    );
+    let home = work.path().join("home");
+    let pulled = ok(&home, &olah, &["pull", "hf://team/split-GGUF:Q4_1"]);
+    assert!(
+        pulled.contains("pulled hf.co/team/split-GGUF:Q4_1"),
+        "{pulled}"
+    );
+    let show: Value =
+        serde_json::from_str(&ok(&home, &olah, &["show", "hf.co/team/split-GGUF:Q4_1"])).unwrap();
+    assert_eq!(show["files"].as_array().unwrap().len(), 2, "{show}");
+    // Both parts' tensors are counted: the whole model's parameters, not half of them.
+    assert_eq!(
+        show["metadata"]["parameter_count"], 134_515_008u64,
+        "{show}"
+    );
+    let (stdout, stderr) = run_earth_question(&home, &olah, "hf.co/team/split-GGUF:Q4_1");
+    assert!(stdout.contains("Earth"), "{stdout}\n{stderr}");
+}
+
+/// `porten run MODEL` with no server to talk to (it serves in its own process) asking
+/// SmolLM2's coherence question greedily; stdout and stderr, after checking it succeeded.
+fn run_earth_question(home: &Path, olah: &Olah, model: &str) -> (String, String) {
+    let out = porten(
+        home,
+        olah,
+        &[
+            "run",
+            model,
+            "--host",
+            "127.0.0.1:9",
+            "--max-tokens",
+            "30",
+            "--temperature",
+            "0",
+            "Name the planet we live on.",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
 }
