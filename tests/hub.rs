@@ -318,7 +318,7 @@ fn with_auto_pull_a_request_pulls_its_model_once_and_without_it_gets_404() {
     let pulls = server
         .log()
         .lines()
-        .filter(|l| l.contains("pulled from the Hub"))
+        .filter(|l| l.contains("pulled from the Hub") && l.contains("tiny-auto"))
         .count();
     assert_eq!(pulls, 1, "{}", server.log());
     let models = support::http::get(addr, "/v1/models").json();
@@ -329,6 +329,31 @@ fn with_auto_pull_a_request_pulls_its_model_once_and_without_it_gets_404() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["hf.co/team/tiny-auto"], "{models}");
+    // A bigger pull shows in /admin/status while the request waits for it, and not after.
+    olah.repo(
+        "team/smol-auto",
+        &[("SmolLM2-Q4_1.gguf", support::smollm2().as_path())],
+        None,
+    );
+    let waiting = std::thread::spawn(move || chat(addr, "hf://team/smol-auto:Q4_1"));
+    let mut seen = None;
+    while !waiting.is_finished() && seen.is_none() {
+        let status = support::http::get(addr, "/admin/status").json();
+        if status["pulling"]["total"].as_u64().is_some_and(|t| t > 0) {
+            seen = Some(status["pulling"].clone());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(waiting.join().unwrap().status, 200);
+    let seen = seen.expect("the pull never showed in /admin/status");
+    assert_eq!(seen["model"], "hf://team/smol-auto:Q4_1", "{seen}");
+    assert!(
+        seen["status"].as_str().unwrap().starts_with("pulling"),
+        "{seen}"
+    );
+    let after = support::http::get(addr, "/admin/status").json();
+    assert!(after["pulling"].is_null(), "{after}");
+
     // A name nobody has fails alone, with the Hub's reason; the pulled model serves on.
     let missing = chat(addr, "hf://team/no-such-model");
     assert_eq!(missing.status, 400, "{}", missing.text());

@@ -114,13 +114,10 @@ impl StoreCatalog {
     }
 
     /// What the registry calls to pull a model a request names (`[hub] auto_pull`): the pull
-    /// of `/api/pull`, its progress in the log only.
+    /// of `/api/pull`, its progress in the log and in `/admin/status`.
     pub fn auto_pull(self: &Arc<Self>) -> porten_proxy::models::AutoPull {
         let catalog = self.clone();
-        Arc::new(move |name: &str| {
-            let (progress, _unheard) = tokio::sync::mpsc::unbounded_channel();
-            catalog.pull(name, progress)
-        })
+        Arc::new(move |name: &str, progress| catalog.pull(name, progress))
     }
 
     /// Leases `model` (now in the store) as the served model `id`.

@@ -18,8 +18,27 @@ use loader::MistralLoader;
 
 /// Pulls a model a request names and the server lacks (the binary's catalog: the mirror, a
 /// Hugging Face Hub); the model to serve, on disk.
-pub type AutoPull =
-    Arc<dyn Fn(&str) -> futures::future::BoxFuture<'static, Result<NewModel>> + Send + Sync>;
+pub type AutoPull = Arc<
+    dyn Fn(
+            &str,
+            crate::catalog::PullProgress,
+        ) -> futures::future::BoxFuture<'static, Result<NewModel>>
+        + Send
+        + Sync,
+>;
+
+/// A pull a request started and waits for, as `/admin/status` shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PullState {
+    /// The name the request used.
+    pub model: String,
+    /// The pull's last step (`pulling manifest`, `pulling <digest>`, ...).
+    pub status: String,
+    /// Bytes to download, once known.
+    pub total: Option<u64>,
+    /// Bytes done.
+    pub completed: Option<u64>,
+}
 
 /// A check run just before a model loads, off the async threads (the server uses it to verify
 /// store blobs); an error fails that model's load with the message.
@@ -137,6 +156,8 @@ pub struct ModelRegistry {
     /// Names requests used for models pulled under another id (`hf://ORG/REPO` ->
     /// `hf.co/ORG/REPO:Q4_K_M`).
     aliases: std::sync::RwLock<HashMap<String, String>>,
+    /// The auto-pull under way, if any.
+    pull_state: Arc<std::sync::Mutex<Option<PullState>>>,
 }
 
 /// A model to serve from now on, found after start-up.
@@ -198,6 +219,7 @@ impl ModelRegistry {
             auto_pull: residency.auto_pull,
             pulling: tokio::sync::Mutex::new(()),
             aliases: Default::default(),
+            pull_state: Arc::default(),
         })
     }
 
@@ -225,7 +247,24 @@ impl ModelRegistry {
             return Ok(slot);
         }
         tracing::info!(model = %name, "pulling a model a request named");
-        let model = pull(name).await?;
+        let (progress, mut updates) = tokio::sync::mpsc::unbounded_channel();
+        let state = self.pull_state.clone();
+        let watched = name.to_string();
+        let watch = tokio::spawn(async move {
+            while let Some(update) = updates.recv().await {
+                let update: crate::catalog::PullUpdate = update;
+                *state.lock().unwrap_or_else(|e| e.into_inner()) = Some(PullState {
+                    model: watched.clone(),
+                    status: update.status,
+                    total: update.total,
+                    completed: update.completed,
+                });
+            }
+        });
+        let pulled = pull(name, progress).await;
+        let _ = watch.await;
+        *self.pull_state.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let model = pulled?;
         let id = model.spec.id.clone();
         let slot = match self.get(&id) {
             Ok(slot) => slot,
@@ -303,6 +342,14 @@ impl ModelRegistry {
             _slot: entered,
             context_length: slot.load_settings.context,
         })
+    }
+
+    /// The auto-pull under way, if any (for `/admin/status`).
+    pub fn pulling(&self) -> Option<PullState> {
+        self.pull_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The scheduler, for status and admin actions.

@@ -15,6 +15,8 @@ struct Status {
     budget_bytes: Option<u64>,
     reserved_bytes: u64,
     waiting_for_memory: Vec<String>,
+    /// The pull a request waits for (`[hub] auto_pull`), if any.
+    pulling: Option<crate::models::PullState>,
     models: Vec<ModelStatus>,
 }
 
@@ -52,6 +54,7 @@ pub fn status(state: &ServerState) -> Response<Body> {
             budget_bytes,
             reserved_bytes,
             waiting_for_memory,
+            pulling: state.models.pulling(),
             models,
         },
     )
