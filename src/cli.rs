@@ -149,8 +149,9 @@ pub struct PluginCheckArgs {
 /// `porten fit`.
 #[derive(Debug, clap::Args)]
 pub struct FitArgs {
-    /// Store models to size (`NAME[:TAG]`) [default: every model in the store, unless
-    /// --params describes a hypothetical one]
+    /// Models to size: store models (`NAME[:TAG]`), or Hugging Face ones
+    /// (`hf://ORG/REPO:QUANT`, sized from the Hub's listing before a byte is pulled)
+    /// [default: every model in the store, unless --params describes a hypothetical one]
     pub names: Vec<String>,
     /// The budget in MiB [default: PORTEN_VRAM_BUDGET_MB, else what serve would detect]
     #[arg(long, value_name = "MIB")]

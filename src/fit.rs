@@ -149,6 +149,10 @@ fn named_models(
     let mut store = None;
     let mut found = Vec::new();
     for name in names {
+        if let Some(hub) = porten_storage::hub::HubRef::parse(&name) {
+            found.push(from_hub_listing(&hub?)?);
+            continue;
+        }
         let spec = config
             .models
             .iter()
@@ -170,6 +174,41 @@ fn named_models(
         found.push((spec, shape, metadata.quantization.clone()));
     }
     Ok(found)
+}
+
+/// A Hub model sized from its listing alone, before a byte is pulled: the chosen files' sizes
+/// and quantization give the parameters, a reference architecture of that size the KV cache.
+fn from_hub_listing(
+    hub: &porten_storage::hub::HubRef,
+) -> anyhow::Result<(ModelSpec, ModelShape, Option<String>)> {
+    use porten_storage::hub::{select, Hub, HubSettings, Selection};
+    let client = Hub::open(HubSettings::from_env(|name| std::env::var(name).ok()))?;
+    let files = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(client.list(hub))
+    })?;
+    let selection = select(&files, hub.quant.as_deref())
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", hub.repo))?;
+    let (quant, weights) = match &selection {
+        Selection::Gguf { quant, files } => (quant.clone(), files.iter().map(|f| f.size).sum()),
+        // Safetensors weights are 16-bit floats as published, almost always.
+        Selection::Safetensors(files) => (
+            "F16".to_string(),
+            files
+                .iter()
+                .filter(|f| f.path.ends_with(".safetensors"))
+                .map(|f| f.size)
+                .sum::<u64>(),
+        ),
+    };
+    let bits = bits_per_weight(&quant).unwrap_or(16.0);
+    let parameters = (weights as f64 * 8.0 / bits) as u64;
+    let mut shape = hypothetical_shape(parameters, bits, None);
+    shape.weight_bytes = weights;
+    let name = hub.model_ref(match selection {
+        Selection::Gguf { .. } => Some(quant.as_str()),
+        Selection::Safetensors(_) => None,
+    })?;
+    Ok((ModelSpec::new(name.to_string(), ""), shape, Some(quant)))
 }
 
 fn row(

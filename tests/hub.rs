@@ -114,6 +114,34 @@ fn a_gguf_repo_is_pulled_by_quantization_and_served_by_run() {
     );
     assert!(stored(&home, &olah).is_empty());
 
+    // `fit` sizes it from the listing alone: nothing is pulled.
+    let fit: Value = serde_json::from_str(&ok(
+        &home,
+        &olah,
+        &[
+            "fit",
+            "hf://team/SmolLM2-GGUF:Q4_1",
+            "--vram-mb",
+            "2048",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let row = &fit["models"][0];
+    assert_eq!(row["name"], "hf.co/team/SmolLM2-GGUF:Q4_1", "{fit}");
+    assert_eq!(
+        row["weights"],
+        std::fs::metadata(&smollm2).unwrap().len(),
+        "{fit}"
+    );
+    assert_eq!(row["quantization"], "Q4_1");
+    assert_eq!(
+        (row["assumed_architecture"].as_bool(), row["fits"].as_bool()),
+        (Some(true), Some(true)),
+        "{fit}"
+    );
+    assert!(stored(&home, &olah).is_empty());
+
     let pulled = ok(&home, &olah, &["pull", "hf://team/SmolLM2-GGUF:q4_1"]);
     assert!(
         pulled.contains("pulled hf.co/team/SmolLM2-GGUF:Q4_1"),

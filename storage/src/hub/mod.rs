@@ -11,6 +11,7 @@ mod select;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serde::Deserialize;
 
 pub use reference::HubRef;
@@ -18,6 +19,9 @@ pub use select::{quant_of, select, HubFile, Selection, DEFAULT_QUANT};
 
 use crate::store::{ImportProgress, Store};
 use crate::{Error, ModelRef, Result};
+
+/// Files of one model downloaded at once.
+const PARALLEL_FILES: usize = 4;
 
 /// Where the Hub is and who we are there.
 #[derive(Debug, Clone)]
@@ -185,21 +189,32 @@ impl Hub {
         ));
         progress.phase("downloading", total);
         let known = known_blobs(store, &self.settings, hub);
+        // Several files (safetensors shards, split parts) download side by side, in order.
+        let staging_ref = &staging;
+        let known_ref = &known;
+        let results: Vec<Result<(&HubFile, crate::BlobId, u64)>> =
+            futures::stream::iter(chosen.iter())
+                .map(|file| async move {
+                    let have = file.sha256.as_ref().and_then(|sha| known_ref.get(sha));
+                    if let Some(local) = have {
+                        if let Ok(blake3) = download::link(local, staging_ref, file) {
+                            tracing::info!(file = %file.path, from = %local.display(), "already on disk; linked, not downloaded");
+                            progress.advance(file.size);
+                            return Ok((file, blake3, 0));
+                        }
+                    }
+                    let fetched = download::fetch(self, hub, file, staging_ref, progress).await?;
+                    Ok((file, fetched.blake3, fetched.downloaded))
+                })
+                .buffered(PARALLEL_FILES)
+                .collect()
+                .await;
         let mut downloaded = 0;
         let mut staged = Vec::with_capacity(chosen.len());
-        for file in &chosen {
-            let have = file.sha256.as_ref().and_then(|sha| known.get(sha));
-            if let Some(local) = have {
-                if let Ok(blake3) = download::link(local, &staging, file) {
-                    tracing::info!(file = %file.path, from = %local.display(), "already on disk; linked, not downloaded");
-                    progress.advance(file.size);
-                    staged.push((file, blake3));
-                    continue;
-                }
-            }
-            let fetched = download::fetch(self, hub, file, &staging, progress).await?;
-            downloaded += fetched.downloaded;
-            staged.push((file, fetched.blake3));
+        for result in results {
+            let (file, blake3, bytes) = result?;
+            downloaded += bytes;
+            staged.push((file, blake3));
         }
         progress.phase_done();
         let manifest = self.install(hub, &model, &staging, &staged, reservation)?;
