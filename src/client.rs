@@ -48,6 +48,13 @@ impl Server {
         probe.is_ok_and(|r| r.status().is_success())
     }
 
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach porten at {}", self.base))
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.api_key {
@@ -58,33 +65,19 @@ impl Server {
 
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach porten at {}", self.base))?;
-        json_of(response).await
+        json_of(self.send(self.request(reqwest::Method::GET, path)).await?).await
     }
 
     /// `POST path` with `body`, as JSON.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach porten at {}", self.base))?;
-        json_of(response).await
+        let request = self.request(reqwest::Method::POST, path).json(body);
+        json_of(self.send(request).await?).await
     }
 
     /// `POST path` with `body`, read as an NDJSON stream.
     pub async fn stream(&self, path: &str, body: &Value) -> anyhow::Result<Lines> {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach porten at {}", self.base))?;
+        let request = self.request(reqwest::Method::POST, path).json(body);
+        let response = self.send(request).await?;
         if !response.status().is_success() {
             return Err(error_of(response).await);
         }
