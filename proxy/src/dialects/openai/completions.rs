@@ -84,24 +84,8 @@ pub async fn completions(
     require_kind(&model, ModelKind::Chat, &model_id)?;
     let sampling = completion_sampling(&request).into_params(model.generation_defaults.as_ref())?;
     let n = sampling.n_choices;
-    let head = Completion {
-        id: fresh_id("cmpl", '-'),
-        object: "text_completion",
-        created: unix_now(),
-        model: model_id,
-        system_fingerprint: crate::SYSTEM_FINGERPRINT.into(),
-        choices: Vec::new(),
-        usage: None,
-    };
-    let job = |message| EngineJob {
-        message,
-        sampling: sampling.clone(),
-        constraint: Constraint::None,
-        tools: None,
-        tool_choice: None,
-        logprobs: false,
-        streaming,
-    };
+    let head = completion_head(model_id);
+    let job = |message| text_job(message, &sampling, false, streaming);
     if streaming {
         let prompt = prompts.into_iter().next().expect("one prompt");
         let mut job = job(prompt);
@@ -185,30 +169,45 @@ async fn with_logprobs(
             ScoredPrompt { message, text }
         })
         .collect();
-    let job = |message| EngineJob {
-        message,
-        sampling: sampling.clone(),
-        constraint: Constraint::None,
-        tools: None,
-        tool_choice: None,
-        logprobs: true,
-        streaming: false,
-    };
-    let head = Completion {
-        id: fresh_id("cmpl", '-'),
-        object: "text_completion",
-        created: unix_now(),
-        model: model_id,
-        system_fingerprint: crate::SYSTEM_FINGERPRINT.into(),
-        choices: Vec::new(),
-        usage: None,
-    };
+    let job = |message| text_job(message, &sampling, true, false);
+    let head = completion_head(model_id);
     let scoring = Scoring {
         max_tokens,
         top,
         echo,
     };
     scored_completions(&model, scored, job, scoring, head, exchange).await
+}
+
+/// The answer's envelope; its choices and usage come after.
+fn completion_head(model: String) -> Completion {
+    Completion {
+        id: fresh_id("cmpl", '-'),
+        object: "text_completion",
+        created: unix_now(),
+        model,
+        system_fingerprint: crate::SYSTEM_FINGERPRINT.into(),
+        choices: Vec::new(),
+        usage: None,
+    }
+}
+
+/// A job continuing raw text: no grammar, no tools.
+fn text_job(
+    message: RequestMessage,
+    sampling: &mistralrs::SamplingParams,
+    logprobs: bool,
+    streaming: bool,
+) -> EngineJob {
+    EngineJob {
+        message,
+        sampling: sampling.clone(),
+        constraint: Constraint::None,
+        tools: None,
+        tool_choice: None,
+        logprobs,
+        streaming,
+    }
 }
 
 fn text_prompt(text: String, echo_prompt: bool) -> RequestMessage {
