@@ -62,3 +62,31 @@ pub(crate) fn str_field<'a>(value: &'a Value, field: &str, path: &str) -> Result
         )),
     }
 }
+
+/// Most inputs one embeddings request may carry (OpenAI's limit), in every API.
+pub(crate) const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// The checks every embeddings request passes, whichever API it came in: 1 to
+/// [`MAX_EMBEDDING_INPUTS`] inputs (`empty` says, per input, whether it is empty), none empty,
+/// and no `dimensions` of 0.
+pub(crate) fn check_embedding_inputs(empty: &[bool], dimensions: Option<usize>) -> Result<()> {
+    if empty.is_empty() || empty.len() > MAX_EMBEDDING_INPUTS {
+        return Err(Error::invalid(
+            "input",
+            format!("`input` must hold 1 to {MAX_EMBEDDING_INPUTS} items"),
+        ));
+    }
+    if let Some(i) = empty.iter().position(|e| *e) {
+        return Err(Error::invalid(
+            "input",
+            format!("`input[{i}]` is empty; every input needs at least one token"),
+        ));
+    }
+    if dimensions == Some(0) {
+        return Err(Error::invalid(
+            "dimensions",
+            "`dimensions` must be at least 1",
+        ));
+    }
+    Ok(())
+}

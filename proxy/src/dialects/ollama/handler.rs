@@ -15,6 +15,7 @@ use super::error::error_line;
 use super::input::{read_chat, read_generate, refuse_unsupported_generate, sampling, Read};
 use super::models::resolve_or_pull;
 use super::wire::{ChatRequest, EmbedInput, EmbedRequest, GenerateRequest, LegacyEmbedRequest};
+use crate::dialects::check_embedding_inputs;
 use crate::dialects::openai::error::error_type;
 use crate::engine::ModelKind;
 use crate::generation::drive::{drive, Heartbeat, Sink};
@@ -23,10 +24,7 @@ use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
 use crate::residency::KeepAlive;
 use crate::telemetry::Exchange;
-use crate::{Error, Result};
-
-/// Most inputs one `/api/embed` request may carry.
-const MAX_INPUTS: usize = 2048;
+use crate::Result;
 
 /// Serves `POST /api/chat`.
 pub async fn chat(
@@ -204,24 +202,8 @@ pub async fn embed(
         EmbedInput::One(text) => vec![text],
         EmbedInput::Many(texts) => texts,
     };
-    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(Error::invalid(
-            "input",
-            format!("`input` must hold 1 to {MAX_INPUTS} texts"),
-        ));
-    }
-    if let Some(i) = inputs.iter().position(String::is_empty) {
-        return Err(Error::invalid(
-            "input",
-            format!("`input[{i}]` is empty; every input needs at least one token"),
-        ));
-    }
-    if request.dimensions == Some(0) {
-        return Err(Error::invalid(
-            "dimensions",
-            "`dimensions` must be at least 1",
-        ));
-    }
+    let empty: Vec<bool> = inputs.iter().map(String::is_empty).collect();
+    check_embedding_inputs(&empty, request.dimensions)?;
     let model = admit(
         &state.models,
         exchange,

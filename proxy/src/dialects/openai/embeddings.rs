@@ -10,15 +10,13 @@ use super::wire::{
     Embedding, EmbeddingInput, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector,
     EncodingFormat,
 };
+use crate::dialects::check_embedding_inputs;
 use crate::engine::ModelKind;
 use crate::generation::{admit, require_kind};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, ServerState};
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
-
-/// Most inputs one request may carry (OpenAI's limit).
-const MAX_INPUTS: usize = 2048;
 
 /// Serves one embeddings request.
 pub async fn embeddings(
@@ -36,29 +34,15 @@ pub async fn embeddings(
             .map(|prompt| RequestMessage::EmbeddingTokens { prompt })
             .collect(),
     };
-    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(Error::invalid(
-            "input",
-            format!("`input` must hold 1 to {MAX_INPUTS} items"),
-        ));
-    }
-    let empty = inputs.iter().position(|i| match i {
-        RequestMessage::Embedding { prompt } => prompt.is_empty(),
-        RequestMessage::EmbeddingTokens { prompt } => prompt.is_empty(),
-        _ => false,
-    });
-    if let Some(i) = empty {
-        return Err(Error::invalid(
-            "input",
-            format!("`input[{i}]` is empty; every input needs at least one token"),
-        ));
-    }
-    if request.dimensions == Some(0) {
-        return Err(Error::invalid(
-            "dimensions",
-            "`dimensions` must be at least 1",
-        ));
-    }
+    let empty: Vec<bool> = inputs
+        .iter()
+        .map(|i| match i {
+            RequestMessage::Embedding { prompt } => prompt.is_empty(),
+            RequestMessage::EmbeddingTokens { prompt } => prompt.is_empty(),
+            _ => false,
+        })
+        .collect();
+    check_embedding_inputs(&empty, request.dimensions)?;
     let model = admit(
         &state.models,
         exchange,
