@@ -39,8 +39,8 @@ pub struct StoreCatalog {
 struct Books {
     /// Mirror models not in the store yet, by id.
     remote: HashMap<String, Manifest>,
-    /// Store models this server serves, leased.
-    checkouts: HashMap<String, Checkout>,
+    /// Store models this server serves, leased (shared, so a rehash runs outside the lock).
+    checkouts: HashMap<String, Arc<Checkout>>,
     /// Every served model's facts.
     facts: HashMap<String, ModelFacts>,
 }
@@ -74,7 +74,10 @@ impl StoreCatalog {
             device,
             books: Mutex::new(Books {
                 remote,
-                checkouts,
+                checkouts: checkouts
+                    .into_iter()
+                    .map(|(id, checkout)| (id, Arc::new(checkout)))
+                    .collect(),
                 facts,
             }),
         })
@@ -105,8 +108,9 @@ impl StoreCatalog {
                     .map_err(|e| format!("cannot pull `{model}` from the mirror: {e}"))?;
                 catalog.hold(&spec.id, model).map_err(|e| e.to_string())?;
             }
-            let books = catalog.books();
-            match books.checkouts.get(&spec.id) {
+            // Rehashing takes seconds: not under the lock that listings wait on.
+            let held = catalog.books().checkouts.get(&spec.id).cloned();
+            match held {
                 Some(checkout) => checkout.verify().map_err(|e| e.to_string()),
                 None => Ok(()),
             }
@@ -121,15 +125,13 @@ impl StoreCatalog {
     }
 
     /// Leases `model` (now in the store) as the served model `id`.
-    fn hold(&self, id: &str, model: &ModelRef) -> porten_storage::Result<Checkout> {
-        let checkout = self.store.prepare(model)?;
+    fn hold(&self, id: &str, model: &ModelRef) -> porten_storage::Result<Arc<Checkout>> {
+        let checkout = Arc::new(self.store.prepare(model)?);
         let facts = store_facts(checkout.manifest(), Some(checkout.dir()));
         let mut books = self.books();
         books.remote.remove(id);
         books.facts.insert(id.to_string(), facts);
-        books
-            .checkouts
-            .insert(id.to_string(), self.store.prepare(model)?);
+        books.checkouts.insert(id.to_string(), checkout.clone());
         Ok(checkout)
     }
 
@@ -153,13 +155,9 @@ impl StoreCatalog {
             return self.pull_from_hub(&hub, progress);
         }
         let model = ModelRef::parse(id).map_err(|e| Error::invalid("model", e.to_string()))?;
-        let held = self
-            .books()
-            .checkouts
-            .get(id)
-            .map(|c| self.store.prepare(&c.manifest().model));
+        let held = self.books().checkouts.get(id).cloned();
         let checkout = match held {
-            Some(checkout) => checkout.map_err(store_error)?,
+            Some(checkout) => checkout,
             None => {
                 let Some(mirror) = &self.mirror else {
                     return Err(Error::ModelNotFound(id.to_string()));
@@ -264,7 +262,9 @@ impl Catalog for StoreCatalog {
             }
             Err(e) => {
                 if let Ok(again) = self.store.prepare(&model) {
-                    self.books().checkouts.insert(id.to_string(), again);
+                    self.books()
+                        .checkouts
+                        .insert(id.to_string(), Arc::new(again));
                 }
                 Err(store_error(e))
             }
