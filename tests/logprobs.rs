@@ -179,7 +179,8 @@ fn smollm2_scores_the_right_answer_higher_and_lm_eval_runs_on_it() {
     )
     .unwrap();
     let output = work.path().join("results");
-    let out = Command::new(root.join(".venv/bin/lm_eval"))
+    let mut lm_eval = Command::new(root.join(".venv/bin/lm_eval"));
+    lm_eval
         .args(["--model", "local-completions", "--tasks", "porten_capitals"])
         .arg("--include_path")
         .arg(&tasks)
@@ -193,20 +194,8 @@ fn smollm2_scores_the_right_answer_higher_and_lm_eval_runs_on_it() {
         .arg(&output)
         .env("HF_DATASETS_OFFLINE", "1")
         .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HOME", work.path().join("hf"))
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "lm_eval failed:\n{report}\n{}",
-        server.log()
-    );
+        .env("HF_HOME", work.path().join("hf"));
+    let report = server.run_client("lm_eval", &mut lm_eval);
     let results = std::fs::read_dir(&output)
         .unwrap()
         .flatten()

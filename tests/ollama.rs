@@ -78,7 +78,8 @@ fn the_official_ollama_client_works_unmodified() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Porten::start_with_env(&["--home", served_arg, "--api-key", KEY], &env);
     server.wait_ready();
-    let out = Command::new(root.join(".venv/bin/python"))
+    let mut pytest = Command::new(root.join(".venv/bin/python"));
+    pytest
         .args(["-m", "pytest", "-q", "tests/python_ollama"])
         .current_dir(root)
         .env("OLLAMA_HOST", format!("http://{}", server.addr))
@@ -86,20 +87,8 @@ fn the_official_ollama_client_works_unmodified() {
         .env("PORTEN_CHAT_MODEL", "smollm2")
         .env("PORTEN_TINY_MODEL", "tiny")
         .env("PORTEN_EMBED_MODEL", "tiny-embed")
-        .env("PORTEN_MIRROR_MODEL", "tiny-team")
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "the ollama client's tests failed:\n{report}\nserver log:\n{}",
-        server.log()
-    );
+        .env("PORTEN_MIRROR_MODEL", "tiny-team");
+    server.run_client("the ollama client's tests", &mut pytest);
 }
 
 #[test]

@@ -16,28 +16,16 @@ const KEY: &str = "sdk-test-key";
 /// Runs one SDK suite (`program args`, from the repository root) against `server`.
 fn run_suite(server: &Porten, program: &Path, args: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .current_dir(root)
         .env("PORTEN_BASE_URL", server.base_url())
         .env("PORTEN_API_KEY", KEY)
         .env("PORTEN_CHAT_MODEL", "smollm2")
         .env("PORTEN_EMBED_MODEL", "tiny-embed")
-        .env("PORTEN_TINY_MODEL", "tiny")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(
-        out.status.success(),
-        "{} {args:?} failed:\n{report}\nserver log:\n{}",
-        program.display(),
-        server.log()
-    );
+        .env("PORTEN_TINY_MODEL", "tiny");
+    server.run_client(&format!("{} {args:?}", program.display()), &mut command);
 }
 
 #[test]

@@ -150,6 +150,27 @@ impl Porten {
         false
     }
 
+    /// Runs `command`, a client of this server (an SDK's test suite, an evaluation harness),
+    /// prints its output, and fails with that output and the server's log unless it
+    /// succeeded, naming it `what`. Its output.
+    pub fn run_client(&self, what: &str, command: &mut Command) -> String {
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let report = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{report}");
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{report}\nserver log:\n{}",
+            self.log()
+        );
+        report
+    }
+
     /// Waits until some whole log line satisfies `wanted`, for at most `secs`.
     pub fn wait_for_log_line(&self, secs: u64, wanted: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(secs);
