@@ -35,6 +35,11 @@ fi
 if ! command -v tmux >/dev/null; then
   apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
 fi
+# nginx: the CDN in front of olah, with range requests, for the resumed-pull test (tests/hub.rs).
+# Debian's package starts a server on port 80 when it can; the tests start their own.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  apt-get install -y -qq nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+fi
 bash scripts/fetch-smollm2.sh >/dev/null
 # The policy plugins, built from source (Debian's Rust for wasm; installs it when missing).
 bash scripts/build-plugins.sh >/dev/null

@@ -3,7 +3,8 @@
 //! default one, a named one, one it lacks), a safetensors repository at a revision, what the
 //! store or the local Hugging Face cache holds is not downloaded again, a corrupt file and a
 //! missing repository are refused with nothing stored, the disk budget is kept before a byte,
-//! and `porten run hf://...` from an empty store pulls and answers.
+//! and `porten run hf://...` from an empty store pulls and answers. A download cut off by its
+//! server dying resumes with a range request (nginx in front of olah, where the Hub has its CDN).
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::cdn::Cdn;
 use support::fixtures::write_tiny_chat_model;
 use support::hub::Olah;
 
@@ -496,4 +498,104 @@ fn run_earth_question(home: &Path, olah: &Olah, model: &str) -> (String, String)
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stdout}\n{stderr}");
     (stdout, stderr)
+}
+
+#[test]
+fn a_download_cut_off_by_the_server_dying_resumes_where_it_stopped() {
+    setup();
+    let work = tempfile::tempdir().unwrap();
+    let olah = Olah::start(work.path());
+    let weights = work.path().join("slow.gguf");
+    support::fixtures::big_gguf(&weights, 4, 5);
+    let total = weights.metadata().unwrap().len();
+    olah.repo("team/slow-GGUF", &[("slow-Q8_0.gguf", &weights)], None);
+    // 512 KiB/s: the 4 MiB file takes about 8 s, time enough to cut it off half way.
+    let mut cdn = Cdn::start(
+        work.path(),
+        &olah.endpoint,
+        &[("team/slow-GGUF", "slow-Q8_0.gguf", &weights)],
+        Some("512k"),
+    );
+    let home = work.path().join("home");
+    let endpoint = cdn.endpoint.clone();
+    let pull = || {
+        let mut command = Command::new(BIN);
+        command
+            .args(["pull", "hf://team/slow-GGUF:Q8_0", "--home"])
+            .arg(&home)
+            .env("HF_ENDPOINT", &endpoint)
+            .env("HF_HOME", home.join("hf-home"))
+            .env_remove("HF_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+
+    let first = pull().spawn().unwrap();
+    let downloads = home.join("store/hub-downloads-v1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let partial = loop {
+        let found = find_partial(&downloads).filter(|p| p.metadata().unwrap().len() >= 1 << 20);
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file grew to 1 MiB"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    cdn.kill();
+    let cut = first.wait_with_output().unwrap();
+    assert!(!cut.status.success(), "the pull survived its server");
+    let said = String::from_utf8_lossy(&cut.stderr);
+    assert!(
+        said.contains("download of slow-Q8_0.gguf broke off"),
+        "{said}"
+    );
+    let kept = partial.metadata().unwrap().len();
+    assert!(kept >= 1 << 20 && kept < total, "{kept} bytes kept");
+    assert!(
+        stored(&home, &olah).is_empty(),
+        "a cut-off pull stored a model"
+    );
+
+    cdn.restart(None);
+    let second = pull().output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    // The second request asked for the rest and got it (206), not the whole file again.
+    let log = cdn.access_log();
+    let resumed = format!(
+        "GET /lfs/slow-Q8_0.gguf 206 {} \"bytes={kept}-\"",
+        total - kept
+    );
+    assert!(log.contains(&resumed), "no `{resumed}` in:\n{log}");
+    let models = stored(&home, &olah);
+    assert_eq!(models.len(), 1, "{models:?}");
+    assert_eq!(models[0]["size_bytes"], total, "{models:?}");
+    assert!(
+        find_partial(&downloads).is_none(),
+        "a partial file was left behind"
+    );
+    // Both hashes of the joined file are right: the store verifies it.
+    ok(&home, &olah, &["verify"]);
+}
+
+fn find_partial(dir: &Path) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_partial(&path) {
+                return Some(found);
+            }
+        } else if path.to_string_lossy().ends_with(".partial") {
+            return Some(path);
+        }
+    }
+    None
 }

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: fixture models, the real binary, a raw HTTP client.
 #![allow(dead_code)]
 
+pub mod cdn;
 pub mod cli;
 pub mod file_limit;
 pub mod fixtures;
