@@ -238,7 +238,7 @@ fn a_safetensors_repo_at_a_revision_and_files_already_on_disk() {
 }
 
 #[test]
-fn corrupt_files_missing_repos_and_a_short_budget_store_nothing() {
+fn corrupt_files_missing_repos_and_the_disk_budget_store_nothing_or_evict_to_fit() {
     setup();
     let work = tempfile::tempdir().unwrap();
     let olah = Olah::start(work.path());
@@ -267,6 +267,54 @@ fn corrupt_files_missing_repos_and_a_short_budget_store_nothing() {
         written, 0,
         "bytes were written under a budget that could not hold them"
     );
+
+    // Room is made by the store's eviction policy: a 2 MiB model pulled first is evicted when
+    // a 3 MiB one needs the 4 MiB budget, unless it is pinned, and then the pull fails before
+    // a byte.
+    let small = work.path().join("small.gguf");
+    let large = work.path().join("large.gguf");
+    support::fixtures::big_gguf(&small, 2, 8);
+    support::fixtures::big_gguf(&large, 3, 9);
+    olah.repo("team/small-GGUF", &[("small-Q8_0.gguf", &small)], None);
+    olah.repo("team/large-GGUF", &[("large-Q8_0.gguf", &large)], None);
+    let budget = ["--budget-mb", "4"];
+    ok(
+        &home,
+        &olah,
+        &[&["pull", "hf://team/small-GGUF:Q8_0"][..], &budget].concat(),
+    );
+    let first = stored(&home, &olah)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&home, &olah, &["pin", &first]);
+    let pinned = fails(
+        &home,
+        &olah,
+        &[&["pull", "hf://team/large-GGUF:Q8_0"][..], &budget].concat(),
+        &[],
+    );
+    assert!(
+        pinned.contains("not enough room") && pinned.contains("nothing was evicted"),
+        "{pinned}"
+    );
+    assert_eq!(walk(&downloads), 0, "bytes written past a pinned model");
+    ok(&home, &olah, &["unpin", &first]);
+    ok(
+        &home,
+        &olah,
+        &[&["pull", "hf://team/large-GGUF:Q8_0"][..], &budget].concat(),
+    );
+    let names: Vec<String> = stored(&home, &olah)
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].contains("large"),
+        "{first} was not evicted: {names:?}"
+    );
+    ok(&home, &olah, &["rm", &names[0]]);
 
     // The LFS object changed under its pointer: the sha256 does not match, nothing is stored.
     let lfs = olah.mirrors.join("models/team/big-GGUF/.git/lfs/objects");
