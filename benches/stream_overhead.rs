@@ -1,12 +1,14 @@
 //! Streaming overhead of porten's HTTP endpoint against calling mistral.rs in-process, in one
-//! run, on SmolLM2: tokens/s and time to first token, interleaved so both see the same machine.
+//! run, on SmolLM2: tokens/s and time to first token, interleaved so both see the same machine,
+//! and the time porten itself spends before the engine (its context check), read from the
+//! server's own `/metrics`.
 //!
 //! `cargo bench --bench stream_overhead` (or `bash scripts/bench.sh`). Env: `BENCH_RUNS`
 //! (default 5), `BENCH_MAX_TOKENS` (default 64), `PORTEN_SMOLLM2_GGUF` (default: fetched).
 
 mod common;
 
-use common::{env_usize, median, smollm2, Porten, StreamRun as Run};
+use common::{env_usize, median, scrape_sum, smollm2, Porten, StreamRun as Run};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -79,11 +81,21 @@ fn main() {
     rt.block_on(direct_run(&model, 4));
     http_run(addr, 4);
 
+    // porten's own work before the engine, as the server measures it: quiet where the
+    // first-token times of two processes on two cores are not.
+    let check = |part: &str| {
+        scrape_sum(
+            addr,
+            &format!("porten_prompt_check_duration_seconds_{part}"),
+        )
+    };
+    let (check_sum, check_count) = (check("sum"), check("count"));
     let (mut direct, mut http) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         direct.push(rt.block_on(direct_run(&model, max_tokens)));
         http.push(http_run(addr, max_tokens));
     }
+    let checked_ms = (check("sum") - check_sum) * 1e3 / (check("count") - check_count);
     drop(server);
     let tps = |r: &[Run]| median(r.iter().map(Run::tok_per_s).collect());
     let ttft = |r: &[Run]| median(r.iter().map(|x| x.ttft.as_secs_f64() * 1e3).collect());
@@ -95,5 +107,9 @@ fn main() {
         "  ratio porten/direct   : {:8.3}x tok/s  first-token overhead {:+.2} ms",
         h_tps / d_tps,
         h_ttft - d_ttft
+    );
+    println!(
+        "  porten's context check, inside the server: {checked_ms:.2} ms a request (mean; the \
+         tokenization it adds before the engine)"
     );
 }

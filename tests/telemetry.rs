@@ -157,10 +157,19 @@ fn a_streamed_chat_joins_the_callers_trace_with_linked_spans() {
         .unwrap()
         .parse()
         .unwrap();
+    let checked: f64 = attr(request, "porten.prompt_check_s")
+        .unwrap()
+        .parse()
+        .unwrap();
     let whole = (request.end_time_unix_nano - request.start_time_unix_nano) as f64 / 1e9;
     assert!(
         0.0 < waited && waited <= first && first <= whole,
         "queue wait {waited} s, first token {first} s, whole {whole} s"
+    );
+    // The context check runs after admission and before the engine's first token.
+    assert!(
+        0.0 < checked && waited + checked <= first,
+        "queue wait {waited} s, prompt check {checked} s, first token {first} s"
     );
 
     let load = spans.iter().find(|s| s.name == "model.load").unwrap();
@@ -428,6 +437,16 @@ fn metrics_move_by_exactly_what_the_test_did() {
     assert_eq!(
         moved("gen_ai_server_request_duration_seconds", &[tiny]),
         4.0
+    );
+    // Each chat request had its prompt counted once for the context check; embeddings have
+    // no such check.
+    assert_eq!(moved("porten_prompt_check_duration_seconds", &[tiny]), 4.0);
+    assert_eq!(
+        moved(
+            "porten_prompt_check_duration_seconds",
+            &[("gen_ai_request_model", "tiny-embed")]
+        ),
+        0.0
     );
     assert_eq!(
         moved(

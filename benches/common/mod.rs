@@ -144,3 +144,23 @@ impl Drop for Porten {
         let _ = self.child.wait();
     }
 }
+
+/// The sum of every sample of `metric` (all label sets) in `addr`'s Prometheus `/metrics`.
+pub fn scrape_sum(addr: std::net::SocketAddr, metric: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

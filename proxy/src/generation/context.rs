@@ -5,6 +5,7 @@
 //! memory estimate sized the KV cache for, so the estimate keeps meaning what it says.
 
 use crate::engine::{EngineJob, LoadedModel};
+use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
 /// What the check found.
@@ -16,11 +17,19 @@ pub struct Fitted {
     pub max_tokens: usize,
 }
 
-/// Counts `job`'s prompt on `model` and fits its output limit into `context` tokens.
-pub async fn fit_context(model: &LoadedModel, job: &mut EngineJob, context: u64) -> Result<Fitted> {
+/// Counts `job`'s prompt on `model` and fits its output limit into `context` tokens. The
+/// count is porten's own work before the engine takes the job, so `exchange` records its time.
+pub async fn fit_context(
+    model: &LoadedModel,
+    job: &mut EngineJob,
+    context: u64,
+    exchange: &Exchange,
+) -> Result<Fitted> {
+    let counting = std::time::Instant::now();
     let prompt_tokens = model
         .count_tokens(&job.message, job.tools.as_deref())
         .await?;
+    exchange.prompt_checked(counting.elapsed());
     let fitted = fit(prompt_tokens, job.sampling.max_len, context)?;
     job.sampling.max_len = Some(fitted.max_tokens);
     Ok(fitted)

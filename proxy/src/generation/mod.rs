@@ -96,7 +96,7 @@ pub fn start(
         let mut job = ask
             .prompt
             .into_job(model.generation_defaults.as_ref(), true)?;
-        let fitted = fit_context(&model, &mut job, model.context_length).await?;
+        let fitted = fit_context(&model, &mut job, model.context_length, &exchange).await?;
         let answers = model.submit(job).await?;
         Ok(Started {
             model,

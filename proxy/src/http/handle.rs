@@ -134,6 +134,7 @@ fn request_span(id: &str, method: &http::Method, route: &'static str, path: &str
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         porten.queue_wait_s = Empty,
+        porten.prompt_check_s = Empty,
         porten.time_to_first_token_s = Empty,
         error.type = Empty,
     )

@@ -31,6 +31,7 @@ struct Facts {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     waited: Option<Duration>,
+    prompt_check: Option<Duration>,
     first_token: Option<Duration>,
 }
 
@@ -71,6 +72,17 @@ impl Exchange {
             .span
             .record("porten.queue_wait_s", waited.as_secs_f64());
         self.facts().waited = Some(waited);
+    }
+
+    /// The context-length check tokenized a prompt of this request in `took` (a request with
+    /// several prompts adds them up): porten's own work before the engine takes the job.
+    pub fn prompt_checked(&self, took: Duration) {
+        let mut facts = self.facts();
+        let total = facts.prompt_check.unwrap_or_default() + took;
+        facts.prompt_check = Some(total);
+        self.0
+            .span
+            .record("porten.prompt_check_s", total.as_secs_f64());
     }
 
     /// A token is on its way to the client; only the first call counts.
@@ -161,6 +173,9 @@ impl Drop for Inner {
         ];
         if let Some(waited) = facts.waited {
             meters.queue_wait.record(waited.as_secs_f64(), &attrs);
+        }
+        if let Some(checked) = facts.prompt_check {
+            meters.prompt_check.record(checked.as_secs_f64(), &attrs);
         }
         for (kind, count) in [
             ("input", facts.input_tokens),

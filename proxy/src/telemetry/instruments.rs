@@ -46,6 +46,9 @@ pub(crate) struct Instruments {
     pub generation_speed: Histogram<f64>,
     /// `porten.queue.wait`: from arrival until the model took the request (loading included).
     pub queue_wait: Histogram<f64>,
+    /// `porten.prompt.check.duration`: tokenizing the prompt for the context-length check,
+    /// porten's own work before the engine takes a request.
+    pub prompt_check: Histogram<f64>,
     /// `porten.model.load.duration`: model loads by model and outcome.
     pub load_duration: Histogram<f64>,
     /// `porten.model.unloads`: unloads by model and reason.
@@ -120,6 +123,11 @@ impl Instruments {
                 "porten.queue.wait",
                 "Time a request waited for its model (its load included)",
                 REQUEST_SECONDS,
+            ),
+            prompt_check: seconds(
+                "porten.prompt.check.duration",
+                "Time spent tokenizing the prompt for the context-length check",
+                FIRST_TOKEN_SECONDS,
             ),
             load_duration: seconds(
                 "porten.model.load.duration",

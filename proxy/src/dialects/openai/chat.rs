@@ -35,7 +35,7 @@ pub async fn chat_completions(
     let mut job = ask
         .prompt
         .into_job(model.generation_defaults.as_ref(), streaming)?;
-    fit_context(&model, &mut job, model.context_length).await?;
+    fit_context(&model, &mut job, model.context_length, exchange).await?;
     let limits = StreamLimits {
         choices: job.sampling.n_choices,
         max_tokens: job.sampling.max_len,

@@ -89,7 +89,7 @@ pub async fn completions(
     if streaming {
         let prompt = prompts.into_iter().next().expect("one prompt");
         let mut job = job(prompt);
-        fit_context(&model, &mut job, model.context_length).await?;
+        fit_context(&model, &mut job, model.context_length, exchange).await?;
         let answers = model.submit(job).await?;
         let (events, response) = sse::channel();
         let span = exchange.span().clone();
@@ -99,7 +99,7 @@ pub async fn completions(
     }
     let runs = prompts
         .into_iter()
-        .map(|prompt| run_one(&model, job(prompt), model.context_length));
+        .map(|prompt| run_one(&model, job(prompt), model.context_length, exchange));
     let results = try_join_all(runs).await?;
     let mut completion = head;
     let mut usage = Usage::default();
@@ -222,8 +222,9 @@ async fn run_one(
     model: &LoadedModel,
     mut job: EngineJob,
     context: u64,
+    exchange: &Exchange,
 ) -> Result<(Vec<CompletionChoice>, Usage)> {
-    fit_context(model, &mut job, context).await?;
+    fit_context(model, &mut job, context, exchange).await?;
     let mut answers = model.submit(job).await?;
     match answers.recv().await {
         Some(EngineResponse::CompletionDone(done)) => {

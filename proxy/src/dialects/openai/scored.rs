@@ -133,7 +133,7 @@ pub async fn scored_completions(
             };
             ("length".to_string(), 0, counted)
         } else {
-            let generated = generate(model, job(prompt.message), &mut legacy).await?;
+            let generated = generate(model, job(prompt.message), &mut legacy, exchange).await?;
             text.push_str(&generated.text);
             (generated.finish, generated.tokens, generated.prompt_tokens)
         };
@@ -191,11 +191,16 @@ struct Generated {
 }
 
 /// Generates an answer with the sampler's log-probabilities, adding its tokens to `legacy`.
-async fn generate(model: &Admitted, mut job: EngineJob, legacy: &mut Legacy) -> Result<Generated> {
+async fn generate(
+    model: &Admitted,
+    mut job: EngineJob,
+    legacy: &mut Legacy,
+    exchange: &Exchange,
+) -> Result<Generated> {
     job.logprobs = true;
     job.streaming = false;
     job.constraint = Constraint::None;
-    fit_context(model, &mut job, model.context_length).await?;
+    fit_context(model, &mut job, model.context_length, exchange).await?;
     let mut answers = model.submit(job).await?;
     let done = match answers.recv().await {
         Some(EngineResponse::CompletionDone(done)) => done,
