@@ -69,6 +69,7 @@ fn main() {
                 file: &file,
                 max_sequences: 4,
                 dtype: mistralrs::ModelDType::F32,
+                prefix_cache: false,
             },
         ))
         .unwrap();

@@ -37,6 +37,8 @@ pub struct FitRow {
     pub weights: u64,
     /// KV-cache bytes.
     pub kv_cache: u64,
+    /// Bytes the prefix cache may hold (`prefix_cache_mb`).
+    pub prefix_cache: u64,
     /// Runtime overhead bytes.
     pub overhead: u64,
     /// The sum.
@@ -231,6 +233,7 @@ fn row(
                 context,
                 sequences: parallel,
                 device,
+                prefix_cache_mb: spec.prefix_cache_mb,
             },
         )
     };
@@ -251,6 +254,7 @@ fn row(
         parallel,
         weights: e.weights,
         kv_cache: e.kv_cache,
+        prefix_cache: e.prefix_cache,
         overhead: e.overhead,
         total: e.total,
         fits: budget.is_none_or(|b| e.total <= b),
@@ -276,7 +280,7 @@ fn print_table(report: &FitReport) {
         ),
     }
     println!(
-        "{:<24} {:>8} {:>8} {:>7} {:>3} {:>10} {:>10} {:>10} {:>10} {:>4} {:>11}",
+        "{:<24} {:>8} {:>8} {:>7} {:>3} {:>10} {:>10} {:>10} {:>10} {:>10} {:>4} {:>11}",
         "MODEL",
         "PARAMS",
         "QUANT",
@@ -284,6 +288,7 @@ fn print_table(report: &FitReport) {
         "PAR",
         "WEIGHTS",
         "KV CACHE",
+        "PREFIX",
         "OVERHEAD",
         "TOTAL",
         "FITS",
@@ -296,7 +301,7 @@ fn print_table(report: &FitReport) {
             None => "-".into(),
         };
         println!(
-            "{:<24} {:>8} {:>8} {:>7} {:>3} {:>10} {:>10} {:>10} {:>10} {:>4} {:>11}",
+            "{:<24} {:>8} {:>8} {:>7} {:>3} {:>10} {:>10} {:>10} {:>10} {:>10} {:>4} {:>11}",
             m.name,
             short_count(m.parameters),
             m.quantization.as_deref().unwrap_or("?"),
@@ -304,6 +309,7 @@ fn print_table(report: &FitReport) {
             m.parallel,
             human_bytes(m.weights),
             human_bytes(m.kv_cache),
+            human_bytes(m.prefix_cache),
             human_bytes(m.overhead),
             human_bytes(m.total),
             if m.fits { "yes" } else { "no" },

@@ -152,6 +152,7 @@ mod tests {
                 context: 4096,
                 sequences: 1,
                 device: Device::Cpu,
+                prefix_cache_mb: Some(0),
             },
         );
         assert_eq!(at_4k.kv_cache, 2 * 30 * 3 * 64 * 4 * 4096);

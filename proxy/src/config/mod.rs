@@ -163,6 +163,12 @@ pub struct ModelSpec {
     /// [default: 4096, or less if the model was trained for less].
     #[serde(default)]
     pub context_length: Option<u64>,
+    /// MiB of finished requests' KV cache the engine may keep, so that a prompt starting the
+    /// way an earlier one did (an agent's next turn, a shared system prompt) is not read
+    /// again; charged to the memory estimate [default: room for one finished sequence at full
+    /// context, twice its KV cache as resident memory measured it; 0 turns it off].
+    #[serde(default)]
+    pub prefix_cache_mb: Option<u64>,
     /// How long it stays loaded after its last request [default: `[memory] keep_alive`].
     #[serde(default)]
     pub keep_alive: Option<KeepAlive>,
@@ -272,6 +278,7 @@ impl ModelSpec {
             max_concurrency: default_max_concurrency(),
             max_queue: default_max_queue(),
             context_length: None,
+            prefix_cache_mb: None,
             keep_alive: None,
             preload: false,
             sampling: SamplingDefaults::default(),

@@ -19,10 +19,12 @@ pub struct GgufLoad<'a> {
     pub max_sequences: usize,
     /// The activation dtype.
     pub dtype: ModelDType,
+    /// mistral.rs's own prefix cache. porten serves with it off (see
+    /// [`super::load::load_model`]); `benches/prefix_cache.rs` turns it on to measure why.
+    pub prefix_cache: bool,
 }
 
-/// Reads and prepares the weights (seconds) and starts the engine. The prefix cache stays off:
-/// see [`super::load::load_model`].
+/// Reads and prepares the weights (seconds) and starts the engine.
 pub async fn load(load: GgufLoad<'_>) -> anyhow::Result<Model> {
     let loader = GGUFLoaderBuilder::new(
         None,
@@ -49,7 +51,7 @@ pub async fn load(load: GgufLoad<'_>) -> anyhow::Result<Model> {
         method: DefaultSchedulerMethod::Fixed(load.max_sequences.try_into()?),
     };
     let engine_config = EngineConfig {
-        no_prefix_cache: true,
+        no_prefix_cache: !load.prefix_cache,
         ..EngineConfig::default()
     };
     let config = AddModelConfig {

@@ -191,10 +191,25 @@ fn gguf_activation_dtype(d: ModelDtype) -> ModelDType {
     }
 }
 
-/// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared).
-/// The prefix cache is off: it keeps finished sequences' KV caches beyond the
-/// `max_concurrency` x `context_length` the memory estimate reserves.
-pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<LoadedModel> {
+/// The prefix cache a model is loaded with: at most `bound` bytes of finished sequences' KV
+/// caches, `bytes_per_token` each; a `bound` of 0 turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixCacheSettings {
+    /// What the memory estimate charged for it.
+    pub bound: u64,
+    /// KV-cache bytes of one token in the engine's dtype.
+    pub bytes_per_token: u64,
+}
+
+/// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared),
+/// with mistral.rs's prefix cache on when `prefix_cache` gives it room: porten's books keep it
+/// within that (see [`super::prefix_cache`]). Embedding models have none.
+pub async fn load_model(
+    spec: &ModelSpec,
+    source: &ModelSource,
+    prefix_cache: PrefixCacheSettings,
+) -> Result<LoadedModel> {
+    let cached = prefix_cache.bound > 0 && !matches!(source, ModelSource::Embedding(_));
     let built = match source {
         ModelSource::Gguf { dir, file } => {
             super::gguf::load(super::gguf::GgufLoad {
@@ -202,6 +217,7 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
                 file,
                 max_sequences: spec.max_concurrency,
                 dtype: gguf_activation_dtype(spec.dtype),
+                prefix_cache: cached,
             })
             .await
         }
@@ -210,7 +226,8 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
                 .with_token_source(TokenSource::None)
                 .with_dtype(dtype(spec.dtype))
                 .with_max_num_seqs(spec.max_concurrency)
-                .with_prefix_cache_n(None)
+                // On a GPU mistral.rs keeps this many; on the CPU, porten's books bound it.
+                .with_prefix_cache_n(cached.then_some(16))
                 .build()
                 .await
         }
@@ -247,6 +264,12 @@ pub async fn load_model(spec: &ModelSpec, source: &ModelSource) -> Result<Loaded
         generation_defaults: spec.sampling.over(config.generation_defaults),
         grammar_stops,
         end_of_text,
+        prefix_cache: cached.then(|| {
+            Arc::new(super::prefix_cache::PrefixCache::new(
+                prefix_cache.bound,
+                prefix_cache.bytes_per_token,
+            ))
+        }),
         model: Arc::new(model),
     })
 }

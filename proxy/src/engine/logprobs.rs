@@ -16,6 +16,9 @@ impl LoadedModel {
         &self,
         message: RequestMessage,
     ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        // A prompt started from a cached prefix gets logits only for the rest of it: the cache
+        // goes first (the model is held alone, as dropping it needs).
+        self.drop_prefix_cache(false).await?;
         let (tx, mut rx) = mpsc::channel(1);
         let request = Request::Normal(Box::new(NormalRequest {
             messages: message,
@@ -46,6 +49,8 @@ impl LoadedModel {
             Some(other) => return Err(engine_failure(other)),
             None => return Err(Error::Engine("the engine dropped the request".into())),
         };
+        // The engine runs such a prompt one decode step on and caches it like any other.
+        self.prefix_cache_finished(tokens.len() + 1);
         let mut rows = Vec::with_capacity(tokens.len());
         for chunk in chunks {
             let chunk = chunk

@@ -5,6 +5,7 @@
 pub mod gguf;
 mod load;
 pub mod logprobs;
+pub mod prefix_cache;
 mod sampling;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use mistralrs::{
 };
 use tokio::sync::mpsc;
 
-pub use load::{expected_source, load_model, resolve_source, ModelSource};
+pub use load::{expected_source, load_model, resolve_source, ModelSource, PrefixCacheSettings};
 pub use sampling::SamplingRequest;
 
 use crate::{Error, Result};
@@ -50,6 +51,8 @@ pub struct LoadedModel {
     grammar_stops: Vec<String>,
     /// The model's end-of-text token, when it has one of the usual ones: see [`Self::embed`].
     end_of_text: Option<u32>,
+    /// The books of the engine's prefix cache, when it has one.
+    prefix_cache: Option<Arc<prefix_cache::PrefixCache>>,
     model: Arc<mistralrs::Model>,
 }
 
@@ -69,6 +72,9 @@ pub struct EngineJob {
     pub logprobs: bool,
     /// Stream token by token.
     pub streaming: bool,
+    /// Tokens in the prompt, once the context check has counted them (0 before): what the
+    /// prefix cache's books start the sequence at.
+    pub prompt_tokens: usize,
 }
 
 impl LoadedModel {
@@ -76,6 +82,7 @@ impl LoadedModel {
     /// receiver cancels the generation: the engine stops the sequence at its next failed send.
     pub async fn submit(&self, job: EngineJob) -> Result<mpsc::Receiver<Response>> {
         let (tx, rx) = mpsc::channel(64);
+        let prompt_tokens = job.prompt_tokens;
         let mut sampling = job.sampling;
         if !matches!(job.constraint, Constraint::None) {
             stop_also_on(&mut sampling, &self.grammar_stops);
@@ -106,7 +113,56 @@ impl LoadedModel {
             .send(request)
             .await
             .map_err(|_| Error::Engine("the engine has stopped".into()))?;
-        Ok(rx)
+        let Some(cache) = &self.prefix_cache else {
+            return Ok(rx);
+        };
+        // The books learn what the finished sequence left in the cache.
+        let (out, watched) = mpsc::channel(64);
+        tokio::spawn(prefix_cache::watch(cache.clone(), prompt_tokens, rx, out));
+        Ok(watched)
+    }
+
+    /// Whether the prefix cache's books are past their bound: the cache must be dropped, with
+    /// the model held alone, before the next prompt.
+    pub fn prefix_cache_is_full(&self) -> bool {
+        self.prefix_cache.as_ref().is_some_and(|c| c.is_full())
+    }
+
+    /// Drops the engine's prefix cache if its books hold anything (`only_if_full`: if they are
+    /// past their bound). The caller must hold the model alone: see [`prefix_cache::PrefixCache::flush`].
+    pub async fn drop_prefix_cache(&self, only_if_full: bool) -> Result<()> {
+        let Some(cache) = &self.prefix_cache else {
+            return Ok(());
+        };
+        let needed = if only_if_full {
+            cache.is_full()
+        } else {
+            cache.holds_any()
+        };
+        if needed {
+            cache.flush(&self.sender()?).await?;
+        }
+        Ok(())
+    }
+
+    /// A sequence of `tokens` tokens that did not go through [`Self::submit`] finished, and
+    /// the engine cached it.
+    pub(crate) fn prefix_cache_finished(&self, tokens: usize) {
+        if let Some(cache) = &self.prefix_cache {
+            cache.finished(tokens as u64);
+        }
+    }
+
+    /// The prefix cache's books and the engine's count of prompts it served from the cache.
+    pub fn prefix_cache_status(&self) -> Option<prefix_cache::PrefixCacheStatus> {
+        let cache = self.prefix_cache.as_ref()?;
+        let hits = self
+            .model
+            .inner()
+            .get_logger(None)
+            .map(|logger| logger.prefix_cache_stats().0 as u64)
+            .unwrap_or_default();
+        Some(cache.status(hits))
     }
 
     /// The number of tokens `message` is to the model, after its chat template (with `tools`),
@@ -253,6 +309,7 @@ impl LoadedModel {
                 tool_choice: None,
                 logprobs: false,
                 streaming: false,
+                prompt_tokens: 0,
             })
             .await?;
         match rx.recv().await {

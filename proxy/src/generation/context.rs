@@ -4,7 +4,8 @@
 //! than the room left is clamped to it, as Ollama and llama.cpp do. The context is the one the
 //! memory estimate sized the KV cache for, so the estimate keeps meaning what it says.
 
-use crate::engine::{EngineJob, LoadedModel};
+use crate::engine::EngineJob;
+use crate::models::Admitted;
 use crate::telemetry::Exchange;
 use crate::{Error, Result};
 
@@ -19,8 +20,9 @@ pub struct Fitted {
 
 /// Counts `job`'s prompt on `model` and fits its output limit into `context` tokens. The
 /// count is porten's own work before the engine takes the job, so `exchange` records its time.
+/// Then makes room in the engine's prefix cache if its books are full.
 pub async fn fit_context(
-    model: &LoadedModel,
+    model: &Admitted,
     job: &mut EngineJob,
     context: u64,
     exchange: &Exchange,
@@ -32,6 +34,8 @@ pub async fn fit_context(
     exchange.prompt_checked(counting.elapsed());
     let fitted = fit(prompt_tokens, job.sampling.max_len, context)?;
     job.sampling.max_len = Some(fitted.max_tokens);
+    job.prompt_tokens = prompt_tokens;
+    model.make_room_in_prefix_cache().await?;
     Ok(fitted)
 }
 

@@ -192,6 +192,7 @@ impl Prompt {
             tool_choice,
             logprobs: self.logprobs,
             streaming,
+            prompt_tokens: 0,
         })
     }
 }

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{read, Preflight, Slots};
-use crate::engine::{load_model, resolve_source, LoadedModel};
+use crate::engine::{load_model, resolve_source, LoadedModel, PrefixCacheSettings};
 use crate::residency::{memory, Loaded, ModelLoader};
 
 /// Loads with mistral.rs, measuring what each load took in resident memory on the CPU.
@@ -54,7 +54,13 @@ impl ModelLoader<LoadedModel> for MistralLoader {
             } else {
                 slot.source.clone()
             };
-            let model = load_model(&slot.spec, &source).await.map_err(|e| {
+            let prefix_cache = PrefixCacheSettings {
+                bound: slot.estimate.prefix_cache,
+                bytes_per_token: slot
+                    .shape
+                    .kv_bytes_per_token(slot.load_settings.device.kv_element_bytes()),
+            };
+            let model = load_model(&slot.spec, &source, prefix_cache).await.map_err(|e| {
                 tracing::error!(model = %slot.spec.id, error = %e, "model failed to load");
                 e.to_string()
             })?;

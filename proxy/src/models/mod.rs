@@ -122,7 +122,9 @@ impl ModelSlot {
 pub struct Admitted {
     // The lease goes before the slot: the model is released before the next request enters.
     lease: residency::Lease<LoadedModel>,
-    _turn: Turn,
+    /// Taken and put back when the request must hold the model alone for a moment.
+    turn: tokio::sync::Mutex<Option<Turn>>,
+    turns: Arc<tokio::sync::RwLock<()>>,
     _slot: Slot,
     /// Tokens a sequence may hold, prompt and answer: the context its memory estimate sized.
     pub context_length: u64,
@@ -132,6 +134,31 @@ pub struct Admitted {
 enum Turn {
     Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
     Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+impl Admitted {
+    /// Drops the engine's prefix cache when its books are full, first waiting until no other
+    /// request uses the model (and holding new ones back): the way the cache is dropped fails
+    /// every prompt the engine schedules beside it. The request then shares the model again.
+    pub async fn make_room_in_prefix_cache(&self) -> Result<()> {
+        if !self.lease.prefix_cache_is_full() {
+            return Ok(());
+        }
+        let mut turn = self.turn.lock().await;
+        match turn.take() {
+            Some(Turn::Alone(alone)) => {
+                *turn = Some(Turn::Alone(alone));
+                return self.lease.drop_prefix_cache(true).await;
+            }
+            Some(Turn::Shared(shared)) => drop(shared),
+            None => {}
+        }
+        let alone = self.turns.clone().write_owned().await;
+        // Another request may have dropped it while this one waited.
+        let dropped = self.lease.drop_prefix_cache(true).await;
+        *turn = Some(Turn::Shared(alone.downgrade()));
+        dropped
+    }
 }
 
 impl std::ops::Deref for Admitted {
@@ -338,7 +365,8 @@ impl ModelRegistry {
         };
         Ok(Admitted {
             lease,
-            _turn: turn,
+            turn: tokio::sync::Mutex::new(Some(turn)),
+            turns: slot.turns.clone(),
             _slot: entered,
             context_length: slot.load_settings.context,
         })
@@ -403,6 +431,7 @@ fn plan_slot(
         context: residency::context_for(spec.context_length, &shape),
         sequences: spec.max_concurrency as u64,
         device,
+        prefix_cache_mb: spec.prefix_cache_mb,
     };
     let estimate = estimate(&shape, &load_settings);
     let plan = ModelPlan {

@@ -116,6 +116,24 @@ pub struct LoadSettings {
     pub sequences: u64,
     /// Where it runs.
     pub device: Device,
+    /// MiB the engine may keep of finished sequences' KV caches for prompts that start the
+    /// same way (`prefix_cache_mb`): `None` for the default, room for one finished sequence at
+    /// full context as resident memory measured it (twice its KV cache); `Some(0)` turns the
+    /// cache off.
+    pub prefix_cache_mb: Option<u64>,
+}
+
+impl LoadSettings {
+    /// Bytes of KV cache a prefix cache so configured may hold: see [`Self::prefix_cache_mb`].
+    pub fn prefix_cache_bytes(&self, shape: &ModelShape) -> u64 {
+        match self.prefix_cache_mb {
+            Some(mb) => mb.saturating_mul(MIB),
+            None => shape
+                .kv_bytes_per_token(self.device.kv_element_bytes())
+                .saturating_mul(self.context)
+                .saturating_mul(2),
+        }
+    }
 }
 
 /// A model's memory need, in bytes, by part.
@@ -125,6 +143,8 @@ pub struct MemoryEstimate {
     pub weights: u64,
     /// The KV cache at full context for every sequence.
     pub kv_cache: u64,
+    /// Finished sequences' KV caches kept for reuse, at most (the prefix cache's bound).
+    pub prefix_cache: u64,
     /// The runtime: fixed cost, what it derives from the weights, and working buffers.
     pub overhead: u64,
     /// The sum, which is what the scheduler reserves.
@@ -141,11 +161,16 @@ pub fn estimate(shape: &ModelShape, settings: &LoadSettings) -> MemoryEstimate {
     let working =
         (weights + shape.runtime_weight_bytes).div_ceil(100) * settings.device.working_percent();
     let overhead = settings.device.fixed_overhead() + shape.runtime_weight_bytes + working;
+    let prefix_cache = settings.prefix_cache_bytes(shape);
     MemoryEstimate {
         weights,
         kv_cache,
+        prefix_cache,
         overhead,
-        total: weights.saturating_add(kv_cache).saturating_add(overhead),
+        total: weights
+            .saturating_add(kv_cache)
+            .saturating_add(prefix_cache)
+            .saturating_add(overhead),
     }
 }
 
@@ -288,6 +313,7 @@ mod tests {
             context: 0,
             sequences: 1,
             device: Device::Cuda,
+            prefix_cache_mb: None,
         };
         estimate(&shape, &settings).total as f64 / GB
     }
@@ -319,6 +345,33 @@ mod tests {
         assert!(moe > 10.0 * small);
     }
 
+    /// The prefix cache is charged on top: twice one sequence's KV cache at full context by
+    /// default, what `prefix_cache_mb` says otherwise, nothing when it is 0.
+    #[test]
+    fn the_prefix_cache_is_charged_to_the_estimate() {
+        let shape = hypothetical_shape(8_000_000_000, 4.5, None);
+        let at = |prefix_cache_mb| {
+            estimate(
+                &shape,
+                &LoadSettings {
+                    context: 4096,
+                    sequences: 2,
+                    device: Device::Cuda,
+                    prefix_cache_mb,
+                },
+            )
+        };
+        let (default, off, set) = (at(None), at(Some(0)), at(Some(100)));
+        assert_eq!(off.prefix_cache, 0);
+        assert_eq!(
+            default.prefix_cache, default.kv_cache,
+            "two sequences' KV, twice one's"
+        );
+        assert_eq!(set.prefix_cache, 100 << 20);
+        assert_eq!(default.total - off.total, default.prefix_cache);
+        assert_eq!(set.total - off.total, 100 << 20);
+    }
+
     /// 2 x layers x context x KV heads x head dim x bytes: Llama-3.1-8B at 32k in F16 is 4 GiB.
     #[test]
     fn the_kv_cache_grows_with_context_and_sequences() {
@@ -330,6 +383,7 @@ mod tests {
                     context,
                     sequences,
                     device: Device::Cuda,
+                    prefix_cache_mb: Some(0),
                 },
             )
             .kv_cache

@@ -29,6 +29,8 @@ struct ModelStatus {
     max_concurrency: usize,
     context_length: u64,
     estimate: crate::residency::MemoryEstimate,
+    /// The engine's prefix cache while the model is loaded with one.
+    prefix_cache: Option<crate::engine::prefix_cache::PrefixCacheStatus>,
 }
 
 /// `GET /admin/status`.
@@ -41,6 +43,11 @@ pub fn status(state: &ServerState) -> Response<Body> {
         .slots_with_residency(status)
         .into_iter()
         .map(|(slot, residency)| ModelStatus {
+            prefix_cache: state
+                .models
+                .scheduler()
+                .loaded(&residency.id)
+                .and_then(|model| model.prefix_cache_status()),
             residency,
             queued: slot.queued(),
             max_concurrency: slot.spec.max_concurrency,

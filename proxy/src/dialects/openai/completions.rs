@@ -12,7 +12,7 @@ use super::output;
 use super::scored::{parse_logprobs, scored_completions, ScoredPrompt, Scoring};
 use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
-use crate::engine::{self, EngineJob, LoadedModel, ModelKind, SamplingRequest};
+use crate::engine::{self, EngineJob, ModelKind, SamplingRequest};
 use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
@@ -207,6 +207,7 @@ fn text_job(
         tool_choice: None,
         logprobs,
         streaming,
+        prompt_tokens: 0,
     }
 }
 
@@ -219,7 +220,7 @@ fn text_prompt(text: String, echo_prompt: bool) -> RequestMessage {
 }
 
 async fn run_one(
-    model: &LoadedModel,
+    model: &Admitted,
     mut job: EngineJob,
     context: u64,
     exchange: &Exchange,

@@ -299,6 +299,15 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
         }
     }
 
+    /// The model `id` if it is loaded now, to read its state (not to serve with: that takes
+    /// [`Self::acquire`]).
+    pub fn loaded(&self, id: &str) -> Option<Arc<M>> {
+        match &self.inner.lock().models.get(id)?.phase {
+            Phase::Loaded(model) => Some(model.clone()),
+            _ => None,
+        }
+    }
+
     /// The event log from `since` on.
     pub fn events(&self, since: u64) -> Vec<Event> {
         self.inner.lock().events.since(since)
