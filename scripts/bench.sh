@@ -18,6 +18,7 @@ cargo bench --bench swap
 cargo bench --bench telemetry
 cargo bench --bench connections
 cargo bench --bench cpu_speed
+cargo bench --bench prefix_cache
 bash scripts/setup-test-deps.sh
 cargo bench --bench pull
 cargo bench --bench plugins
