@@ -75,6 +75,7 @@ impl PrefixCache {
     pub fn finished(&self, tokens: u64) {
         let mut held = self.lock();
         *held = held.saturating_add(self.entry_bytes(tokens));
+        crate::residency::memory::note_activity();
     }
 
     /// Whether the books are past the bound, so the cache must go before the next prompt.
@@ -132,6 +133,7 @@ impl PrefixCache {
         }
         *self.lock() = 0;
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        crate::residency::memory::note_activity();
         Ok(())
     }
 

@@ -47,6 +47,8 @@ impl ModelLoader<LoadedModel> for MistralLoader {
                     })?;
             }
             // The last unload trimmed the heap already.
+            memory::note_activity();
+            let activity = memory::activity();
             let before = memory::resident_bytes();
             let started = std::time::Instant::now();
             let source = if slot.fetched_on_load {
@@ -65,10 +67,18 @@ impl ModelLoader<LoadedModel> for MistralLoader {
                 e.to_string()
             })?;
             memory::return_freed_memory();
-            let measured = match (measure, before, memory::resident_bytes()) {
+            // Another load, an unload or a prefix cache keeping a finished sequence while this
+            // load ran would be counted as this model's: such a measurement is not used, and
+            // the estimate stands.
+            let alone = memory::activity() == activity;
+            memory::note_activity();
+            let measured = match (measure && alone, before, memory::resident_bytes()) {
                 (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
                 _ => None,
             };
+            if measure && !alone {
+                tracing::debug!(model = %slot.spec.id, "load not measured: other models took or gave back memory meanwhile");
+            }
             if let Some(bytes) = measured {
                 lock(&measurements).insert(slot.spec.id.clone(), bytes);
             }
@@ -92,10 +102,12 @@ impl ModelLoader<LoadedModel> for MistralLoader {
         let id = id.to_string();
         let expected = lock(&self.measured).get(&id).copied();
         async move {
+            memory::note_activity();
             let before = memory::resident_bytes();
             // mistral.rs's drop talks to its engine thread; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || drop(model)).await;
             let after = wait_for_release(before, expected).await;
+            memory::note_activity();
             tracing::info!(
                 model = %id,
                 freed_mib = before.zip(after).map(|(b, a)| b.saturating_sub(a) >> 20),

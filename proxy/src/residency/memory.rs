@@ -9,6 +9,20 @@ pub fn resident_bytes() -> Option<u64> {
     kib_field(&status, "RssAnon:")
 }
 
+static ACTIVITY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Something that keeps or gives back memory for longer than a request happened (a model
+/// started or finished loading or unloading, a finished sequence stayed in a prefix cache, a
+/// prefix cache was dropped): a load measured across it did not measure itself alone.
+pub fn note_activity() {
+    ACTIVITY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A count of [`note_activity`] calls: equal before and after a load, nothing else happened.
+pub fn activity() -> u64 {
+    ACTIVITY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Memory the machine can give without swapping (Linux `MemAvailable`), in bytes.
 pub fn available_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
