@@ -149,3 +149,59 @@ fn an_agents_next_turn_reuses_its_prefix_within_the_bound_and_answers_the_same()
     }
     assert_eq!(reply, answer(&cached, &first_turn));
 }
+
+/// The tiny safetensors model (mistral.rs's plain pipeline, not the GGUF one), whose default
+/// bound at a 512-token context holds one answer, drops its cache every other request under
+/// four concurrent clients (one-token answers, which the engine runs a step past their end,
+/// and streams among them) and answers every request.
+#[test]
+fn a_safetensors_model_drops_its_full_cache_under_concurrent_clients_and_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny");
+    support::fixtures::write_tiny_chat_model(&tiny);
+    let config = dir.path().join("porten.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"tiny\"\npath = \"{}\"\ncontext_length = 512\n",
+            tiny.display()
+        ),
+    )
+    .unwrap();
+    let server = Porten::start(&["--config", config.to_str().unwrap()]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|n| {
+                        let answer = post_json(
+                            addr,
+                            "/v1/chat/completions",
+                            &json!({"model": "tiny", "max_tokens": 1 + n % 3,
+                                    "stream": n % 2 == 1,
+                                    "messages": [{"role": "user",
+                                                  "content": format!("question {client} {n}")}]}),
+                            &[],
+                        );
+                        (answer.status, answer.text())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        for (status, text) in client.join().unwrap() {
+            assert_eq!(status, 200, "{text}");
+        }
+    }
+    let status = get(server.addr, "/admin/status").json();
+    let cache = &status["models"][0]["prefix_cache"];
+    assert!(cache["flushes"].as_u64().unwrap() >= 10, "{cache}");
+    // At most the bound, and one answer for each of the four sequences that can finish after
+    // the last check (one answer is the whole bound here).
+    assert!(
+        cache["held_bytes"].as_u64().unwrap() <= 5 * cache["bound_bytes"].as_u64().unwrap(),
+        "{cache}"
+    );
+}

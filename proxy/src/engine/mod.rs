@@ -122,49 +122,6 @@ impl LoadedModel {
         Ok(watched)
     }
 
-    /// Whether the prefix cache's books are past their bound: the cache must be dropped, with
-    /// the model held alone, before the next prompt.
-    pub fn prefix_cache_is_full(&self) -> bool {
-        self.prefix_cache.as_ref().is_some_and(|c| c.is_full())
-    }
-
-    /// Drops the engine's prefix cache if its books hold anything (`only_if_full`: if they are
-    /// past their bound). The caller must hold the model alone: see [`prefix_cache::PrefixCache::flush`].
-    pub async fn drop_prefix_cache(&self, only_if_full: bool) -> Result<()> {
-        let Some(cache) = &self.prefix_cache else {
-            return Ok(());
-        };
-        let needed = if only_if_full {
-            cache.is_full()
-        } else {
-            cache.holds_any()
-        };
-        if needed {
-            cache.flush(&self.sender()?).await?;
-        }
-        Ok(())
-    }
-
-    /// A sequence of `tokens` tokens that did not go through [`Self::submit`] finished, and
-    /// the engine cached it.
-    pub(crate) fn prefix_cache_finished(&self, tokens: usize) {
-        if let Some(cache) = &self.prefix_cache {
-            cache.finished(tokens as u64);
-        }
-    }
-
-    /// The prefix cache's books and the engine's count of prompts it served from the cache.
-    pub fn prefix_cache_status(&self) -> Option<prefix_cache::PrefixCacheStatus> {
-        let cache = self.prefix_cache.as_ref()?;
-        let hits = self
-            .model
-            .inner()
-            .get_logger(None)
-            .map(|logger| logger.prefix_cache_stats().0 as u64)
-            .unwrap_or_default();
-        Some(cache.status(hits))
-    }
-
     /// The number of tokens `message` is to the model, after its chat template (with `tools`),
     /// as the engine will see it.
     pub async fn count_tokens(

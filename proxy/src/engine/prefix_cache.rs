@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams};
 use tokio::sync::mpsc;
 
+use super::LoadedModel;
 use crate::{Error, Result};
 
 /// The engine's KV cache grows in blocks of this many tokens (mistral.rs's
@@ -91,7 +92,15 @@ impl PrefixCache {
     /// Drops every cached prefix: the engine runs a prompt that fails, and a failed step
     /// drops the cache. The caller must hold the model alone, or the failing step could take
     /// another request's prompt with it.
-    pub async fn flush(&self, sender: &mpsc::Sender<Request>) -> Result<()> {
+    pub async fn flush(
+        &self,
+        sender: &mpsc::Sender<Request>,
+        settle: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        // A sequence whose answer is over may still be in the engine for one step (see
+        // `watch`); a round trip through the engine's loop lets that step go first, so the
+        // failing prompt below is alone in the engine.
+        settle.await?;
         tracing::info!(
             held_mib = *self.lock() >> 20,
             bound_mib = self.bound >> 20,
@@ -152,6 +161,52 @@ impl PrefixCache {
     }
 }
 
+impl LoadedModel {
+    /// Whether the prefix cache's books are past their bound: the cache must be dropped, with
+    /// the model held alone, before the next prompt.
+    pub fn prefix_cache_is_full(&self) -> bool {
+        self.prefix_cache.as_ref().is_some_and(|c| c.is_full())
+    }
+
+    /// Drops the engine's prefix cache if its books hold anything (`only_if_full`: if they are
+    /// past their bound). The caller must hold the model alone: see [`PrefixCache::flush`].
+    pub async fn drop_prefix_cache(&self, only_if_full: bool) -> Result<()> {
+        let Some(cache) = &self.prefix_cache else {
+            return Ok(());
+        };
+        let needed = if only_if_full {
+            cache.is_full()
+        } else {
+            cache.holds_any()
+        };
+        if needed {
+            let settle = async { self.tokenize_text(String::new(), false).await.map(drop) };
+            cache.flush(&self.sender()?, settle).await?;
+        }
+        Ok(())
+    }
+
+    /// A sequence of `tokens` tokens that did not go through [`Self::submit`] finished, and
+    /// the engine cached it.
+    pub(crate) fn prefix_cache_finished(&self, tokens: usize) {
+        if let Some(cache) = &self.prefix_cache {
+            cache.finished(tokens as u64);
+        }
+    }
+
+    /// The prefix cache's books and the engine's count of prompts it served from the cache.
+    pub fn prefix_cache_status(&self) -> Option<PrefixCacheStatus> {
+        let cache = self.prefix_cache.as_ref()?;
+        let hits = self
+            .model
+            .inner()
+            .get_logger(None)
+            .map(|logger| logger.prefix_cache_stats().0 as u64)
+            .unwrap_or_default();
+        Some(cache.status(hits))
+    }
+}
+
 /// Passes the engine's answers on to `out`, counting the tokens of the sequence so the books
 /// know what the cache keeps when it ends. A consumer that goes away ends the watch: the
 /// engine then cancels the sequence, which it still caches as far as it got.
@@ -163,7 +218,20 @@ pub async fn watch(
 ) {
     let mut tokens = prompt_tokens as u64;
     let mut counted_by_engine = None;
-    while let Some(answer) = answers.recv().await {
+    loop {
+        // The consumer leaving ends the watch at once, so the engine's next send fails as it
+        // would without the watch: that is how the engine stops a sequence (and one that ended
+        // at its first token still runs a step on).
+        let answer = tokio::select! {
+            answer = answers.recv() => match answer {
+                Some(answer) => answer,
+                None => break,
+            },
+            () = out.closed() => {
+                tokens += 1;
+                break;
+            }
+        };
         match &answer {
             Response::Chunk(chunk) => {
                 tokens += 1;
@@ -184,6 +252,7 @@ pub async fn watch(
             break;
         }
     }
+    drop(answers);
     // The larger count, so the books err high.
     cache.finished(counted_by_engine.map_or(tokens, |n| n.max(tokens)));
 }
