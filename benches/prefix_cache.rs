@@ -18,7 +18,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{env_usize, smollm2};
+use common::{env_usize, load_in_process, smollm2};
 use mistralrs::{RequestBuilder, Response, TextMessageRole};
 
 /// One greedy answer, streamed: its text and the time to its first token.
@@ -118,75 +118,11 @@ async fn conversation(model: &mistralrs::Model, extra_requests: usize) -> Outcom
 fn main() {
     let extra = env_usize("BENCH_REQUESTS", 6);
     let gguf = smollm2();
-    let dir = gguf.parent().unwrap().display().to_string();
-    let file = gguf.file_name().unwrap().to_string_lossy().into_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut outcomes = Vec::new();
     for prefix_cache in [false, true] {
-        let model = rt
-            .block_on(porten_proxy::engine::gguf::load(
-                porten_proxy::engine::gguf::GgufLoad {
-                    dir: &dir,
-                    file: &file,
-                    max_sequences: 1,
-                    dtype: mistralrs::ModelDType::F32,
-                    prefix_cache,
-                },
-            ))
-            .unwrap();
+        let model = rt.block_on(load_in_process(&gguf, 1, prefix_cache));
         outcomes.push(rt.block_on(conversation(&model, extra)));
-        if prefix_cache {
-            rt.block_on(async {
-                use mistralrs::core::{
-                    Constraint, NormalRequest, Request, RequestMessage, SamplingParams,
-                };
-                let before = rss_mib();
-                let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-                let request = Request::Normal(Box::new(NormalRequest {
-                    messages: RequestMessage::CompletionTokens(vec![u32::MAX - 7]),
-                    sampling_params: SamplingParams::deterministic(),
-                    response: tx,
-                    return_logprobs: false,
-                    is_streaming: false,
-                    id: 0,
-                    constraint: Constraint::None,
-                    suffix: None,
-                    tools: None,
-                    tool_choice: None,
-                    logits_processors: None,
-                    return_raw_logits: false,
-                    web_search_options: None,
-                    model_id: None,
-                    truncate_sequence: false,
-                }));
-                model
-                    .inner()
-                    .get_sender(None)
-                    .unwrap()
-                    .send(request)
-                    .await
-                    .unwrap();
-                let answer = rx.recv().await;
-                let kind = match &answer {
-                    Some(Response::ValidationError(e)) => format!("validation {e}"),
-                    Some(Response::ModelError(e, _)) => format!("model {e}"),
-                    Some(Response::CompletionModelError(e, _)) => format!("completion model {e}"),
-                    Some(Response::InternalError(e)) => format!("internal {e}"),
-                    Some(_) => "other".into(),
-                    None => "none".into(),
-                };
-                println!("poison answered: {kind}");
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-                println!("rss after poison: {:.1} MiB (was {before:.1})", rss_mib());
-                let o = conversation(&model, 0).await;
-                println!(
-                    "after poison: second turn first token {:?}, answer {:?}",
-                    o.second_turn_first_token, o.second_turn
-                );
-            });
-        }
         drop(model);
         // Let the engine thread wind down before the next one starts.
         std::thread::sleep(Duration::from_secs(2));

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{env_usize, median, scrape_sum, smollm2, Porten, StreamRun as Run};
+use common::{env_usize, load_in_process, median, scrape_sum, smollm2, Porten, StreamRun as Run};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -59,20 +59,8 @@ fn main() {
     let max_tokens = env_usize("BENCH_MAX_TOKENS", 64);
     let gguf = smollm2();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = gguf.parent().unwrap().display().to_string();
-    let file = gguf.file_name().unwrap().to_string_lossy().into_owned();
     // The same pipeline and activation dtype porten loads GGUF files with (F32 on the CPU).
-    let model = rt
-        .block_on(porten_proxy::engine::gguf::load(
-            porten_proxy::engine::gguf::GgufLoad {
-                dir: &dir,
-                file: &file,
-                max_sequences: 4,
-                dtype: mistralrs::ModelDType::F32,
-                prefix_cache: false,
-            },
-        ))
-        .unwrap();
+    let model = rt.block_on(load_in_process(&gguf, 4, false));
 
     let home = tempfile::tempdir().unwrap();
     let flag = format!("smollm2={}", gguf.display());

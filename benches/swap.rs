@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{smollm2, Porten};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::{bodiless, smollm2, Porten};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,15 +39,7 @@ async fn direct_load(file: &Path, fresh_heap: bool) -> Duration {
 }
 
 fn post(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
+    bodiless(addr, "POST", path)
 }
 
 /// porten serving two SmolLM2 copies with a budget that holds only one.

@@ -145,18 +145,44 @@ impl Drop for Porten {
     }
 }
 
-/// The sum of every sample of `metric` (all label sets) in `addr`'s Prometheus `/metrics`.
-pub fn scrape_sum(addr: std::net::SocketAddr, metric: &str) -> f64 {
+/// `gguf` loaded in-process through porten's own GGUF loader (the pipeline and F32 activations
+/// porten serves it with on the CPU), running `max_sequences` at once.
+pub async fn load_in_process(
+    gguf: &std::path::Path,
+    max_sequences: usize,
+    prefix_cache: bool,
+) -> mistralrs::Model {
+    let dir = gguf.parent().unwrap().display().to_string();
+    let file = gguf.file_name().unwrap().to_string_lossy().into_owned();
+    porten_proxy::engine::gguf::load(porten_proxy::engine::gguf::GgufLoad {
+        dir: &dir,
+        file: &file,
+        max_sequences,
+        dtype: mistralrs::ModelDType::F32,
+        prefix_cache,
+    })
+    .await
+    .unwrap()
+}
+
+/// `METHOD path` without a body, on a connection of its own: the whole answer, head and all.
+pub fn bodiless(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     write!(
         conn,
-        "GET /metrics HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: b\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// The sum of every sample of `metric` (all label sets) in `addr`'s Prometheus `/metrics`.
+pub fn scrape_sum(addr: std::net::SocketAddr, metric: &str) -> f64 {
+    bodiless(addr, "GET", "/metrics")
+        .lines()
         .filter(|line| {
             line.strip_prefix(metric)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))

@@ -2,10 +2,10 @@
 //! prompt (`return_raw_logits`): at each position, the log-softmax over the whole vocabulary,
 //! the log-probability of the token that came next, and the most likely tokens.
 
-use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams};
+use mistralrs::{RequestMessage, Response};
 use tokio::sync::mpsc;
 
-use super::{engine_failure, LoadedModel};
+use super::{engine_failure, EngineJob, LoadedModel};
 use crate::{Error, Result};
 
 impl LoadedModel {
@@ -20,27 +20,8 @@ impl LoadedModel {
         // goes first (the model is held alone, as dropping it needs).
         self.drop_prefix_cache(false).await?;
         let (tx, mut rx) = mpsc::channel(1);
-        let request = Request::Normal(Box::new(NormalRequest {
-            messages: message,
-            sampling_params: SamplingParams::deterministic(),
-            response: tx,
-            return_logprobs: false,
-            is_streaming: false,
-            id: 0,
-            constraint: Constraint::None,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: None,
-            return_raw_logits: true,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
-        }));
-        self.sender()?
-            .send(request)
-            .await
-            .map_err(|_| Error::Engine("the engine has stopped".into()))?;
+        self.send(EngineJob::deterministic(message).into_request(tx, true))
+            .await?;
         let (chunks, tokens) = match rx.recv().await {
             Some(Response::Raw {
                 logits_chunks,

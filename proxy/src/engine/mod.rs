@@ -77,42 +77,54 @@ pub struct EngineJob {
     pub prompt_tokens: usize,
 }
 
-impl LoadedModel {
-    /// Hands a job to the engine; its answers arrive on the returned channel. Dropping the
-    /// receiver cancels the generation: the engine stops the sequence at its next failed send.
-    pub async fn submit(&self, job: EngineJob) -> Result<mpsc::Receiver<Response>> {
-        let (tx, rx) = mpsc::channel(64);
-        let prompt_tokens = job.prompt_tokens;
-        let mut sampling = job.sampling;
-        if !matches!(job.constraint, Constraint::None) {
-            stop_also_on(&mut sampling, &self.grammar_stops);
+impl EngineJob {
+    /// A job answered greedily, without a grammar, tools, log-probabilities or streaming.
+    pub fn deterministic(message: RequestMessage) -> Self {
+        Self {
+            message,
+            sampling: SamplingParams::deterministic(),
+            constraint: Constraint::None,
+            tools: None,
+            tool_choice: None,
+            logprobs: false,
+            streaming: false,
+            prompt_tokens: 0,
         }
-        let request = Request::Normal(Box::new(NormalRequest {
-            messages: job.message,
-            sampling_params: sampling,
-            response: tx,
-            return_logprobs: job.logprobs,
-            is_streaming: job.streaming,
+    }
+
+    /// The engine's request for this job, answered on `response`; with `raw_logits`, the
+    /// prompt's logits come back instead of an answer.
+    fn into_request(self, response: mpsc::Sender<Response>, raw_logits: bool) -> Request {
+        Request::Normal(Box::new(NormalRequest {
+            messages: self.message,
+            sampling_params: self.sampling,
+            response,
+            return_logprobs: self.logprobs,
+            is_streaming: self.streaming,
             id: 0,
-            constraint: job.constraint,
+            constraint: self.constraint,
             suffix: None,
-            tools: job.tools,
-            tool_choice: job.tool_choice,
+            tools: self.tools,
+            tool_choice: self.tool_choice,
             logits_processors: None,
-            return_raw_logits: false,
+            return_raw_logits: raw_logits,
             web_search_options: None,
             model_id: None,
             truncate_sequence: false,
-        }));
-        let sender = self
-            .model
-            .inner()
-            .get_sender(None)
-            .map_err(|e| Error::Engine(e.to_string()))?;
-        sender
-            .send(request)
-            .await
-            .map_err(|_| Error::Engine("the engine has stopped".into()))?;
+        }))
+    }
+}
+
+impl LoadedModel {
+    /// Hands a job to the engine; its answers arrive on the returned channel. Dropping the
+    /// receiver cancels the generation: the engine stops the sequence at its next failed send.
+    pub async fn submit(&self, mut job: EngineJob) -> Result<mpsc::Receiver<Response>> {
+        let (tx, rx) = mpsc::channel(64);
+        let prompt_tokens = job.prompt_tokens;
+        if !matches!(job.constraint, Constraint::None) {
+            stop_also_on(&mut job.sampling, &self.grammar_stops);
+        }
+        self.send(job.into_request(tx, false)).await?;
         let Some(cache) = &self.prefix_cache else {
             return Ok(rx);
         };
@@ -242,11 +254,15 @@ impl LoadedModel {
         })
     }
 
-    pub(crate) fn sender(&self) -> Result<tokio::sync::mpsc::Sender<Request>> {
+    /// Puts `request` in the engine's queue.
+    async fn send(&self, request: Request) -> Result<()> {
         self.model
             .inner()
             .get_sender(None)
-            .map_err(|e| Error::Engine(e.to_string()))
+            .map_err(|e| Error::Engine(e.to_string()))?
+            .send(request)
+            .await
+            .map_err(|_| Error::Engine("the engine has stopped".into()))
     }
 
     /// Embeds one input (text or tokens) and returns the vector and its token count.
@@ -257,18 +273,7 @@ impl LoadedModel {
     /// own tokenizer gives every input for its last-token pooling.
     pub async fn embed(&self, message: RequestMessage) -> Result<(Vec<f32>, usize)> {
         let message = self.at_least_two_tokens(message).await?;
-        let mut rx = self
-            .submit(EngineJob {
-                message,
-                sampling: SamplingParams::deterministic(),
-                constraint: Constraint::None,
-                tools: None,
-                tool_choice: None,
-                logprobs: false,
-                streaming: false,
-                prompt_tokens: 0,
-            })
-            .await?;
+        let mut rx = self.submit(EngineJob::deterministic(message)).await?;
         match rx.recv().await {
             Some(Response::Embeddings {
                 embeddings,

@@ -12,10 +12,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use mistralrs::{Constraint, NormalRequest, Request, RequestMessage, Response, SamplingParams};
+use mistralrs::{RequestMessage, Response};
 use tokio::sync::mpsc;
 
-use super::LoadedModel;
+use super::{EngineJob, LoadedModel};
 use crate::{Error, Result};
 
 /// The engine's KV cache grows in blocks of this many tokens (mistral.rs's
@@ -89,61 +89,11 @@ impl PrefixCache {
         *self.lock() > 0
     }
 
-    /// Drops every cached prefix: the engine runs a prompt that fails, and a failed step
-    /// drops the cache. The caller must hold the model alone, or the failing step could take
-    /// another request's prompt with it.
-    pub async fn flush(
-        &self,
-        sender: &mpsc::Sender<Request>,
-        settle: impl std::future::Future<Output = Result<()>>,
-    ) -> Result<()> {
-        // A sequence whose answer is over may still be in the engine for one step (see
-        // `watch`); a round trip through the engine's loop lets that step go first, so the
-        // failing prompt below is alone in the engine.
-        settle.await?;
-        tracing::info!(
-            held_mib = *self.lock() >> 20,
-            bound_mib = self.bound >> 20,
-            "dropping the engine's prefix cache; mistral.rs logs the step it fails for that as \
-             an error (index-select invalid index {UNREADABLE_TOKEN})"
-        );
-        let (tx, mut rx) = mpsc::channel(1);
-        let request = Request::Normal(Box::new(NormalRequest {
-            messages: RequestMessage::CompletionTokens(vec![UNREADABLE_TOKEN]),
-            sampling_params: SamplingParams::deterministic(),
-            response: tx,
-            return_logprobs: false,
-            is_streaming: false,
-            id: 0,
-            constraint: Constraint::None,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: None,
-            return_raw_logits: false,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
-        }));
-        sender
-            .send(request)
-            .await
-            .map_err(|_| Error::Engine("the engine has stopped".into()))?;
-        match rx.recv().await {
-            // The step failed, as it was meant to: the engine dropped its cache on the way.
-            Some(Response::CompletionModelError(..) | Response::ModelError(..)) => {}
-            Some(_) => {
-                return Err(Error::Engine(
-                    "the engine read a token past its vocabulary; its prefix cache was not dropped"
-                        .into(),
-                ))
-            }
-            None => return Err(Error::Engine("the engine dropped the request".into())),
-        }
+    /// The engine dropped every cached prefix: the books start again from nothing.
+    fn dropped(&self) {
         *self.lock() = 0;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         crate::residency::memory::note_activity();
-        Ok(())
     }
 
     /// The books, with the engine's count of prompts that started from the cache.
@@ -169,7 +119,8 @@ impl LoadedModel {
     }
 
     /// Drops the engine's prefix cache if its books hold anything (`only_if_full`: if they are
-    /// past their bound). The caller must hold the model alone: see [`PrefixCache::flush`].
+    /// past their bound), with a prompt whose step fails. The caller must hold the model
+    /// alone, or the failing step could take another request's prompt with it.
     pub async fn drop_prefix_cache(&self, only_if_full: bool) -> Result<()> {
         let Some(cache) = &self.prefix_cache else {
             return Ok(());
@@ -179,11 +130,35 @@ impl LoadedModel {
         } else {
             cache.holds_any()
         };
-        if needed {
-            let settle = async { self.tokenize_text(String::new(), false).await.map(drop) };
-            cache.flush(&self.sender()?, settle).await?;
+        if !needed {
+            return Ok(());
         }
-        Ok(())
+        // A sequence whose answer is over may still be in the engine for one step (see
+        // `watch`); a round trip through the engine's loop lets that step go first, so the
+        // failing prompt below is alone in the engine.
+        self.tokenize_text(String::new(), false).await?;
+        tracing::info!(
+            held_mib = *cache.lock() >> 20,
+            bound_mib = cache.bound >> 20,
+            "dropping the engine's prefix cache; mistral.rs logs the step it fails for that as \
+             an error (index-select invalid index {UNREADABLE_TOKEN})"
+        );
+        let (tx, mut rx) = mpsc::channel(1);
+        let unreadable = RequestMessage::CompletionTokens(vec![UNREADABLE_TOKEN]);
+        self.send(EngineJob::deterministic(unreadable).into_request(tx, false))
+            .await?;
+        match rx.recv().await {
+            // The step failed, as it was meant to: the engine dropped its cache on the way.
+            Some(Response::CompletionModelError(..) | Response::ModelError(..)) => {
+                cache.dropped();
+                Ok(())
+            }
+            Some(_) => Err(Error::Engine(
+                "the engine read a token past its vocabulary; its prefix cache was not dropped"
+                    .into(),
+            )),
+            None => Err(Error::Engine("the engine dropped the request".into())),
+        }
     }
 
     /// A sequence of `tokens` tokens that did not go through [`Self::submit`] finished, and
