@@ -176,6 +176,11 @@ pub struct FitArgs {
     /// Print JSON (sizes in bytes) instead of a table
     #[arg(long)]
     pub json: bool,
+    /// The hardware guide's GPU tiers (8-12 GB to 256 GB) for the model: where it fits and
+    /// the longest context that fits at each, beside the largest model class that runs
+    /// well at Q4 there [sizes one sequence of 8192 tokens unless --ctx/--parallel say]
+    #[arg(long)]
+    pub tiers: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,

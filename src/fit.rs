@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cli::FitArgs;
 use crate::config::Config;
 use crate::progress::human_bytes;
-use crate::sizing::{memory_budget, shape_of};
+use crate::sizing::{detect_devices, shape_of};
 
 /// Contexts tried for "which context lengths fit".
 const CONTEXT_STEPS: [u64; 8] = [2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144];
@@ -70,6 +70,9 @@ pub struct FitReport {
 
 /// Runs `porten fit`.
 pub fn fit(config: &Config, args: &FitArgs) -> anyhow::Result<()> {
+    if args.tiers {
+        return crate::tiers::print(config, args);
+    }
     let report = report(config, args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -84,8 +87,41 @@ pub fn report(config: &Config, args: &FitArgs) -> anyhow::Result<FitReport> {
     let device = Device::of_this_build();
     let (budget, budget_source) = match args.vram_mb {
         Some(mb) => (Some(mb << 20), "--vram-mb".to_string()),
-        None => memory_budget(config, device),
+        None => {
+            let setup = detect_devices(config, device, false);
+            let largest = setup.largest();
+            (
+                largest.budget_bytes,
+                format!("{}: {}", largest.name, largest.source),
+            )
+        }
     };
+    let models: Vec<FitRow> = models_to_size(config, args, device)?
+        .iter()
+        .map(|(spec, shape, quantization)| {
+            row(spec, shape, quantization.clone(), args, device, budget)
+        })
+        .collect();
+    if models.is_empty() {
+        bail!(
+            "nothing to size: name store models, or describe one with --params 7B --quant q4_k_m"
+        );
+    }
+    Ok(FitReport {
+        budget_bytes: budget,
+        budget_source,
+        device,
+        models,
+    })
+}
+
+/// The models the command names: the hypothetical one `--params` describes, then configured
+/// and store models, each with its shape and quantization.
+pub(crate) fn models_to_size(
+    config: &Config,
+    args: &FitArgs,
+    device: Device,
+) -> anyhow::Result<Vec<(ModelSpec, ModelShape, Option<String>)>> {
     let mut models = Vec::new();
     if let Some(params) = &args.params {
         let parameters = parse_parameter_count(params).map_err(anyhow::Error::msg)?;
@@ -106,29 +142,10 @@ pub fn report(config: &Config, args: &FitArgs) -> anyhow::Result<FitReport> {
         }
         let shape = hypothetical_shape(parameters, bits, active);
         let spec = ModelSpec::new(params.clone(), "");
-        models.push(row(
-            &spec,
-            &shape,
-            Some(args.quant.to_uppercase()),
-            args,
-            device,
-            budget,
-        ));
+        models.push((spec, shape, Some(args.quant.to_uppercase())));
     }
-    for (spec, shape, quantization) in named_models(config, args, device)? {
-        models.push(row(&spec, &shape, quantization, args, device, budget));
-    }
-    if models.is_empty() {
-        bail!(
-            "nothing to size: name store models, or describe one with --params 7B --quant q4_k_m"
-        );
-    }
-    Ok(FitReport {
-        budget_bytes: budget,
-        budget_source,
-        device,
-        models,
-    })
+    models.extend(named_models(config, args, device)?);
+    Ok(models)
 }
 
 /// Configured models and store models named on the command line (all of them when none is
@@ -341,7 +358,7 @@ fn print_table(report: &FitReport) {
     }
 }
 
-fn short_count(n: u64) -> String {
+pub(crate) fn short_count(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),

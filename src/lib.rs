@@ -19,3 +19,4 @@ pub mod serve;
 pub mod sizing;
 pub mod store_cmd;
 pub mod telemetry;
+pub mod tiers;

@@ -13,7 +13,7 @@ use porten_proxy::BoundServer;
 use porten_storage::{Checkout, DiskUsage, Manifest, Mirror, ModelRef, Store, DEFAULT_TAG};
 
 use crate::config::Config;
-use crate::sizing::{memory_budget, shape_of};
+use crate::sizing::{detect_devices, shape_of};
 
 /// Runs the server until SIGINT or SIGTERM.
 /// `metrics` renders `/metrics` (none: metrics are off).
@@ -59,14 +59,18 @@ async fn bind(
     let remote = choose_models(&store, mirror.as_ref(), &mut config).await?;
     let checkouts = tokio::task::block_in_place(|| checkout_store_models(&store, &mut config))?;
     let device = Device::of_this_build();
-    let (budget, budget_source) = memory_budget(&config, device);
-    tracing::info!(
-        budget_mib = budget.map(|b| b >> 20),
-        source = %budget_source,
-        keep_alive = %config.memory.keep_alive,
-        device = device.as_str(),
-        "memory budget"
-    );
+    let devices = detect_devices(&config, device, true);
+    for budget in &devices.budgets {
+        tracing::info!(
+            device = budget.index,
+            name = %budget.name,
+            budget_mib = budget.budget_bytes.map(|b| b >> 20),
+            source = %budget.source,
+            keep_alive = %config.memory.keep_alive,
+            runs_on = device.as_str(),
+            "memory budget"
+        );
+    }
     let shapes = shapes_of(&config.models, &checkouts, &remote, device);
     let fetched_on_load = remote.keys().cloned().collect();
     let catalog = crate::catalog::StoreCatalog::new(
@@ -78,7 +82,9 @@ async fn bind(
         &config.models,
     );
     let residency = Residency {
-        budget,
+        devices: devices.budgets,
+        probe: devices.probe,
+        gpus_seen: devices.gpus_seen,
         keep_alive: config.memory.keep_alive,
         device,
         shapes,

@@ -1,8 +1,13 @@
 //! From what the store knows about a model's files to what the memory estimator needs, and
-//! the memory budget serve and fit use when none is configured.
+//! the devices and budgets serve and fit use.
 
 use porten_proxy::config::ModelDtype;
-use porten_proxy::residency::{memory, Device, ModelShape};
+use std::sync::Arc;
+
+use porten_proxy::residency::devices::{
+    self, DeviceBudget, DeviceMemory, MemoryProbe, ProbeChoice,
+};
+use porten_proxy::residency::{Device, ModelShape};
 use porten_storage::{ModelMetadata, WeightFormat};
 
 use crate::config::Config;
@@ -95,21 +100,57 @@ fn active_parameters(meta: &ModelMetadata) -> u64 {
     }
 }
 
-/// The memory budget in bytes and where it came from: the configuration, else 90% of the memory
-/// available now on the CPU, else (GPU builds) no limit.
-pub fn memory_budget(config: &Config, device: Device) -> (Option<u64>, String) {
-    if let Some(mb) = config.memory.budget_mb {
-        return (Some(mb << 20), "configured".into());
+/// The devices models run on as a probe reads them, each one's budget, and the NVIDIA GPUs a
+/// CPU build sees.
+pub struct DeviceSetup {
+    /// The probe, when one could read the devices.
+    pub probe: Option<Arc<dyn MemoryProbe>>,
+    /// Each device's budget and why.
+    pub budgets: Vec<DeviceBudget>,
+    /// GPUs seen but not used (a CPU build on a machine with NVIDIA's driver).
+    pub gpus_seen: Vec<DeviceMemory>,
+}
+
+impl DeviceSetup {
+    /// The budget a whole model can have: the largest device's (a model goes to one device).
+    pub fn largest(&self) -> &DeviceBudget {
+        self.budgets
+            .iter()
+            .max_by_key(|b| b.budget_bytes.unwrap_or(u64::MAX))
+            .expect("budgets() always names a device")
     }
-    match (device, memory::available_bytes()) {
-        (Device::Cpu, Some(available)) => (
-            Some(available / 10 * 9),
-            "90% of available memory; set PORTEN_VRAM_BUDGET_MB to choose".into(),
-        ),
-        _ => (
-            None,
-            "no limit: set PORTEN_VRAM_BUDGET_MB to the device memory porten may use".into(),
-        ),
+}
+
+/// Reads the devices models run on with the configured probe (`PORTEN_MEMORY_PROBE`, else the
+/// build's own) and gives each its budget: the configured one, else a share of what it has
+/// free now (see `porten_proxy::residency::devices::budgets`). `look_for_gpus`: on a CPU
+/// build, also open NVML to log the NVIDIA GPUs it sees (or that it sees none, and why).
+pub fn detect_devices(config: &Config, device: Device, look_for_gpus: bool) -> DeviceSetup {
+    let choice: ProbeChoice = config
+        .memory
+        .probe
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let probe = devices::open_probe(&choice, device);
+    let readings = probe
+        .as_ref()
+        .and_then(|p| p.read().ok())
+        .unwrap_or_default();
+    let source = probe
+        .as_ref()
+        .map_or("no probe".to_string(), |p| p.source());
+    let budgets = devices::budgets(config.memory.budget_mb, &readings, &source);
+    let gpus_seen = match (device, &choice) {
+        (Device::Cpu, ProbeChoice::Auto | ProbeChoice::Cpu) if look_for_gpus => {
+            devices::gpus_seen()
+        }
+        _ => Vec::new(),
+    };
+    DeviceSetup {
+        probe,
+        budgets,
+        gpus_seen,
     }
 }
 
@@ -196,8 +237,40 @@ mod tests {
     fn a_configured_budget_wins_over_detection() {
         let mut config = Config::default();
         config.memory.budget_mb = Some(512);
-        assert_eq!(memory_budget(&config, Device::Cpu).0, Some(512 << 20));
+        let setup = detect_devices(&config, Device::Cpu, false);
+        assert_eq!(setup.largest().budget_bytes, Some(512 << 20));
+        assert!(setup.probe.is_some(), "system memory is read on the CPU");
         config.memory.budget_mb = None;
-        assert_eq!(memory_budget(&config, Device::Cuda).0, None);
+        let detected = detect_devices(&config, Device::Cpu, false);
+        let system = detected.largest();
+        assert_eq!(
+            system.budget_bytes,
+            system.free_at_start_bytes.map(|f| f / 100 * 90)
+        );
+        assert!(
+            system.source.contains("free at start-up (cpu"),
+            "{}",
+            system.source
+        );
+    }
+
+    /// A CUDA build on a machine without NVIDIA's driver: no limit, and the source says why.
+    #[test]
+    fn without_nvml_a_gpu_build_has_only_the_configured_limit() {
+        if std::path::Path::new("/proc/driver/nvidia").exists() {
+            return;
+        }
+        let mut config = Config::default();
+        let setup = detect_devices(&config, Device::Cuda, false);
+        assert!(setup.probe.is_none());
+        assert_eq!(setup.largest().budget_bytes, None);
+        assert!(setup.largest().source.contains("no limit"));
+        config.memory.budget_mb = Some(1024);
+        assert_eq!(
+            detect_devices(&config, Device::Cuda, false)
+                .largest()
+                .budget_bytes,
+            Some(1 << 30)
+        );
     }
 }

@@ -160,6 +160,7 @@ pub async fn load_in_process(
         max_sequences,
         dtype: mistralrs::ModelDType::F32,
         prefix_cache,
+        gpu: None,
     })
     .await
     .unwrap()

@@ -122,6 +122,25 @@ pub enum Error {
         /// The budget in bytes.
         budget: u64,
     },
+    /// The model fits the budget, but other processes hold memory porten counted on and no
+    /// device can take it now; the client should retry later.
+    #[error(
+        "Model `{model}` needs {} MiB, but other processes hold memory on this machine's \
+         devices and the most any of them can take now is {} MiB; retry after \
+         {retry_after_secs}s",
+        need.div_ceil(1 << 20),
+        available >> 20
+    )]
+    MemoryTaken {
+        /// The model asked for.
+        model: String,
+        /// Bytes it needs.
+        need: u64,
+        /// The largest device's limit now, in bytes.
+        available: u64,
+        /// The `Retry-After` hint in seconds.
+        retry_after_secs: u64,
+    },
     /// The server is shutting down and takes no new work.
     #[error("The server is shutting down")]
     ShuttingDown,
@@ -201,6 +220,7 @@ impl Error {
             | Error::WillNotFit { .. } => Origin::Engine,
             Error::Overloaded { .. }
             | Error::TooManyConnections { .. }
+            | Error::MemoryTaken { .. }
             | Error::ShuttingDown
             | Error::Config(_)
             | Error::Store(_)
@@ -212,7 +232,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Overloaded { .. } | Error::TooManyConnections { .. } | Error::ShuttingDown
+            Error::Overloaded { .. }
+                | Error::TooManyConnections { .. }
+                | Error::MemoryTaken { .. }
+                | Error::ShuttingDown
         )
     }
 }

@@ -1,9 +1,12 @@
-//! The residency scheduler under random concurrent request sequences, with a fake loader that
-//! keeps its own account of what is loaded. Invariants: the budget is never exceeded (by the
-//! loader's account and by the scheduler's event log), every request is answered (no deadlock,
-//! no lost request), a model larger than the budget is refused at once, and once everything is
-//! idle with a zero keep-alive, everything is unloaded.
+//! The residency scheduler under random concurrent request sequences, on one device or two,
+//! while other processes take memory on a device for a while, with a fake loader that keeps
+//! its own account of what is loaded where. Invariants: no device's budget is ever exceeded
+//! (by the loader's account and by the scheduler's event log), no load starts above a
+//! device's limit at the time, every request is answered (no deadlock, no lost request), a
+//! model larger than any device is refused at once, and once everything is idle with a zero
+//! keep-alive, everything is unloaded.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,10 +36,12 @@ fn name(i: usize) -> String {
 
 struct FakeModel;
 
-/// Loads by sleeping; keeps its own count of loaded bytes and the most ever loaded at once.
+/// Loads by sleeping; keeps its own count of loaded bytes on each device and the most ever
+/// loaded there at once.
 struct FakeLoader {
-    live: AtomicU64,
-    peak: AtomicU64,
+    live: [AtomicU64; 2],
+    peak: [AtomicU64; 2],
+    placed: Mutex<HashMap<String, usize>>,
     load_ms: u64,
     log: Mutex<Vec<String>>,
 }
@@ -51,17 +56,25 @@ impl FakeLoader {
 }
 
 impl ModelLoader<FakeModel> for Arc<FakeLoader> {
-    fn load(&self, id: &str) -> BoxFuture<'static, Result<Loaded<FakeModel>, String>> {
+    fn load(
+        &self,
+        id: &str,
+        device: usize,
+    ) -> BoxFuture<'static, Result<Loaded<FakeModel>, String>> {
         let me = self.clone();
         let id = id.to_string();
         async move {
             let bytes = FakeLoader::size_of(&id);
-            let live = me.live.fetch_add(bytes, Ordering::SeqCst) + bytes;
-            me.peak.fetch_max(live, Ordering::SeqCst);
-            me.log.lock().unwrap().push(format!("load {id} -> {live}"));
+            let live = me.live[device].fetch_add(bytes, Ordering::SeqCst) + bytes;
+            me.peak[device].fetch_max(live, Ordering::SeqCst);
+            me.placed.lock().unwrap().insert(id.clone(), device);
+            me.log
+                .lock()
+                .unwrap()
+                .push(format!("load {id} on {device} -> {live}"));
             tokio::time::sleep(Duration::from_millis(me.load_ms)).await;
             if id == "broken" {
-                me.live.fetch_sub(bytes, Ordering::SeqCst);
+                me.live[device].fetch_sub(bytes, Ordering::SeqCst);
                 return Err("the weights are broken".into());
             }
             Ok(Loaded {
@@ -77,9 +90,8 @@ impl ModelLoader<FakeModel> for Arc<FakeLoader> {
         let id = id.to_string();
         async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            let live = me
-                .live
-                .fetch_sub(FakeLoader::size_of(&id), Ordering::SeqCst);
+            let device = me.placed.lock().unwrap()[&id];
+            let live = me.live[device].fetch_sub(FakeLoader::size_of(&id), Ordering::SeqCst);
             me.log
                 .lock()
                 .unwrap()
@@ -101,6 +113,14 @@ enum Op {
     },
     /// An operator unload.
     Unload { model: usize, delay_ms: u64 },
+    /// Another process takes memory on `device` for `for_ms`: its limit drops to `limit`
+    /// (never below the largest model that fits, so every request can still be served).
+    Squeeze {
+        device: usize,
+        limit: u64,
+        delay_ms: u64,
+        for_ms: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -109,10 +129,18 @@ fn op() -> impl Strategy<Value = Op> {
             |(model, delay_ms, hold_ms, keep_alive_ms)| Op::Request { model, delay_ms, hold_ms, keep_alive_ms }
         ),
         1 => (0..SIZES.len(), 0..20u64).prop_map(|(model, delay_ms)| Op::Unload { model, delay_ms }),
+        1 => (0..2usize, 60..BUDGET, 0..20u64, 0..20u64).prop_map(
+            |(device, limit, delay_ms, for_ms)| Op::Squeeze { device, limit, delay_ms, for_ms }
+        ),
     ]
 }
 
-fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<(), TestCaseError> {
+fn run_case(
+    ops: Vec<Op>,
+    devices: usize,
+    load_ms: u64,
+    default_keep_alive_ms: u64,
+) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -120,8 +148,9 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
         .unwrap();
     runtime.block_on(async move {
         let loader = Arc::new(FakeLoader {
-            live: AtomicU64::new(0),
-            peak: AtomicU64::new(0),
+            live: Default::default(),
+            peak: Default::default(),
+            placed: Mutex::default(),
             load_ms,
             log: Mutex::new(Vec::new()),
         });
@@ -134,7 +163,7 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             .collect();
         let scheduler: Scheduler<FakeModel> = Scheduler::new(
             SchedulerSettings {
-                budget: Some(BUDGET),
+                budgets: vec![Some(BUDGET); devices],
                 keep_alive: KeepAlive::For(Duration::from_millis(default_keep_alive_ms)),
             },
             plans,
@@ -174,6 +203,18 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
                         };
                         (model, outcome)
                     }
+                    Op::Squeeze {
+                        device,
+                        limit,
+                        delay_ms,
+                        for_ms,
+                    } => {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                        scheduler.limit_device(device, Some(limit));
+                        tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                        scheduler.limit_device(device, None);
+                        (0, "squeeze")
+                    }
                 }
             }));
         }
@@ -192,21 +233,36 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             let (model, outcome) = result.unwrap();
             let expected = match (op, model) {
                 (Op::Unload { .. }, _) => "unload",
+                (Op::Squeeze { .. }, _) => "squeeze",
                 (_, TOO_BIG) => "too big",
                 (_, BROKEN) => "unavailable",
                 _ => "ok",
             };
             prop_assert_eq!(outcome, expected, "{:?}", op);
         }
-        let peak = loader.peak.load(Ordering::SeqCst);
-        prop_assert!(
-            peak <= BUDGET,
-            "the loader saw {} bytes loaded at once; {:#?}",
-            peak,
-            loader.log.lock().unwrap()
-        );
+        for peak in &loader.peak {
+            let peak = peak.load(Ordering::SeqCst);
+            prop_assert!(
+                peak <= BUDGET,
+                "the loader saw {} bytes loaded at once on one device; {:#?}",
+                peak,
+                loader.log.lock().unwrap()
+            );
+        }
+        let mut limits = [BUDGET; 2];
         for event in scheduler.events(0) {
+            prop_assert!(event.device < devices, "{:?}", event);
             prop_assert!(event.reserved_bytes <= BUDGET, "{:?}", event);
+            match event.kind {
+                EventKind::LimitChanged { to, .. } => limits[event.device] = to.unwrap(),
+                EventKind::LoadStarted { .. } => prop_assert!(
+                    event.reserved_bytes <= limits[event.device],
+                    "a load started above the device's limit {}: {:?}",
+                    limits[event.device],
+                    event
+                ),
+                _ => {}
+            }
             if event.model == name(TOO_BIG) {
                 prop_assert!(
                     matches!(event.kind, EventKind::Refused { .. }),
@@ -229,7 +285,9 @@ fn run_case(ops: Vec<Op>, load_ms: u64, default_keep_alive_ms: u64) -> Result<()
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        prop_assert_eq!(loader.live.load(Ordering::SeqCst), 0);
+        for live in &loader.live {
+            prop_assert_eq!(live.load(Ordering::SeqCst), 0);
+        }
         Ok(())
     })
 }
@@ -240,10 +298,11 @@ proptest! {
     #[test]
     fn random_request_sequences_keep_the_budget_and_answer_everyone(
         ops in proptest::collection::vec(op(), 1..40),
+        devices in 1..=2usize,
         load_ms in 0..4u64,
         default_keep_alive_ms in 0..30u64,
     ) {
-        run_case(ops, load_ms, default_keep_alive_ms)?;
+        run_case(ops, devices, load_ms, default_keep_alive_ms)?;
     }
 }
 
@@ -259,5 +318,5 @@ fn two_models_that_do_not_fit_together_take_turns() {
             keep_alive_ms: None,
         })
         .collect();
-    run_case(ops, 1, 50).unwrap();
+    run_case(ops, 1, 1, 50).unwrap();
 }

@@ -1,4 +1,5 @@
-//! `[memory]`: the budget for loaded models (`PORTEN_VRAM_BUDGET_MB`, `--vram-budget-mb`) and
+//! `[memory]`: the budget for loaded models (`PORTEN_VRAM_BUDGET_MB`, `--vram-budget-mb`), how
+//! device memory is read (`PORTEN_MEMORY_PROBE`) and
 //! how long idle ones stay (`PORTEN_KEEP_ALIVE`, `--keep-alive`). The section's type lives in
 //! the proxy (`porten_proxy::config::MemoryConfig`), which enforces it.
 
@@ -12,6 +13,9 @@ use super::Overrides;
 pub fn apply_env(memory: &mut MemoryConfig, env: EnvLookup<'_>) -> anyhow::Result<()> {
     if let Some(mb) = parsed(env, "PORTEN_VRAM_BUDGET_MB", "a whole number of MiB")? {
         memory.budget_mb = Some(mb);
+    }
+    if let Some(probe) = non_empty(env, "PORTEN_MEMORY_PROBE") {
+        memory.probe = Some(probe);
     }
     if let Some(k) = non_empty(env, "PORTEN_KEEP_ALIVE") {
         memory.keep_alive =
@@ -34,6 +38,11 @@ pub fn apply_overrides(memory: &mut MemoryConfig, o: &Overrides) {
 pub fn validate(memory: &MemoryConfig) -> anyhow::Result<()> {
     if memory.budget_mb == Some(0) {
         anyhow::bail!("the memory budget (PORTEN_VRAM_BUDGET_MB) must be at least 1 MiB");
+    }
+    if let Some(probe) = &memory.probe {
+        probe
+            .parse::<porten_proxy::residency::devices::ProbeChoice>()
+            .map_err(|e| anyhow::anyhow!("PORTEN_MEMORY_PROBE: {e}"))?;
     }
     Ok(())
 }
@@ -68,6 +77,12 @@ mod tests {
         let (config, _) = Config::load(&overrides, &env).unwrap();
         assert_eq!(config.memory.budget_mb, Some(512));
         assert_eq!(config.memory.keep_alive, KeepAlive::parse("30s").unwrap());
+        let probed = env_of(&[("PORTEN_MEMORY_PROBE", "file:/tmp/devices.json")]);
+        let (config, _) = Config::load(&overrides, &probed).unwrap();
+        assert_eq!(
+            config.memory.probe.as_deref(),
+            Some("file:/tmp/devices.json")
+        );
         let overrides = Overrides {
             home: Some(dir.path().to_path_buf()),
             ..Default::default()
@@ -75,6 +90,7 @@ mod tests {
         for (bad, named) in [
             (("PORTEN_KEEP_ALIVE", "soon"), "PORTEN_KEEP_ALIVE"),
             (("PORTEN_VRAM_BUDGET_MB", "0"), "PORTEN_VRAM_BUDGET_MB"),
+            (("PORTEN_MEMORY_PROBE", "rocm"), "PORTEN_MEMORY_PROBE"),
         ] {
             let error = Config::load(&overrides, &env_of(&[bad])).unwrap_err();
             assert!(error.to_string().contains(named), "{error}");

@@ -17,10 +17,16 @@ pub use connections::ConnectionLimits;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryConfig {
-    /// MiB that loaded models may take together (`PORTEN_VRAM_BUDGET_MB`): GPU memory with
-    /// CUDA, unified memory on Metal, RAM on the CPU. Unset: 90% of the memory available at
-    /// start-up on the CPU, no limit on GPUs.
+    /// MiB that loaded models may take together on each device (`PORTEN_VRAM_BUDGET_MB`):
+    /// GPU memory with CUDA (per GPU), the GPU's share of unified memory on Metal, RAM on
+    /// the CPU. Unset: 90% of what each device has free at start-up, as the probe reads it;
+    /// no limit when no probe can read the device.
     pub budget_mb: Option<u64>,
+    /// How device memory is read (`PORTEN_MEMORY_PROBE`): `auto` (NVML on CUDA builds, macOS
+    /// on Metal builds, system memory on the CPU), `cpu`, `nvml`, or `file:PATH` (a JSON list
+    /// of devices, read again at every look: for devices porten cannot see, and for tests).
+    /// Unset is `auto`.
+    pub probe: Option<String>,
     /// How long a model stays loaded after its last request (`PORTEN_KEEP_ALIVE`): seconds or
     /// `"30s"`, `"5m"`, `"1h"`; `-1` keeps models until memory is needed.
     pub keep_alive: KeepAlive,

@@ -22,6 +22,8 @@ pub struct GgufLoad<'a> {
     /// mistral.rs's own prefix cache. porten serves with it off (see
     /// [`super::load::load_model`]); `benches/prefix_cache.rs` turns it on to measure why.
     pub prefix_cache: bool,
+    /// The CUDA device to put the whole model on; `None`: mistral.rs's own choice.
+    pub gpu: Option<usize>,
 }
 
 /// Reads and prepares the weights (seconds) and starts the engine.
@@ -36,14 +38,23 @@ pub async fn load(load: GgufLoad<'_>) -> anyhow::Result<Model> {
         None,
     )
     .build();
-    let device = best_device(false)?;
+    let (device, mapping) = match load.gpu {
+        Some(ordinal) => (
+            mistralrs::Device::new_cuda(ordinal)?,
+            DeviceMapSetting::dummy(),
+        ),
+        None => (
+            best_device(false)?,
+            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+        ),
+    };
     let pipeline = loader.load_model_from_hf(
         None,
         TokenSource::None,
         &load.dtype,
         &device,
         true,
-        DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+        mapping,
         None,
         None,
     )?;

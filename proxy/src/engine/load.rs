@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mistralrs::{EmbeddingModelBuilder, ModelCategory, ModelDType, TextModelBuilder, TokenSource};
+use mistralrs::{
+    DeviceMapSetting, EmbeddingModelBuilder, ModelCategory, ModelDType, TextModelBuilder,
+    TokenSource,
+};
 
 use super::{LoadedModel, ModelKind};
 use crate::config::{ModelDtype, ModelFormat, ModelSpec};
@@ -203,13 +206,25 @@ pub struct PrefixCacheSettings {
 
 /// Loads a resolved model with mistral.rs (seconds to minutes: weights are read and prepared),
 /// with mistral.rs's prefix cache on when `prefix_cache` gives it room: porten's books keep it
-/// within that (see [`super::prefix_cache`]). Embedding models have none.
+/// within that (see [`super::prefix_cache`]). Embedding models have none. `gpu` puts the
+/// whole model on that CUDA device: mistral.rs's automatic mapping would split its layers
+/// over every GPU by their free memory, which porten's per-device books could not follow.
 pub async fn load_model(
     spec: &ModelSpec,
     source: &ModelSource,
     prefix_cache: PrefixCacheSettings,
+    gpu: Option<usize>,
 ) -> Result<LoadedModel> {
     let cached = prefix_cache.bound > 0 && !matches!(source, ModelSource::Embedding(_));
+    let load_error = |reason: String| Error::ModelLoad {
+        id: spec.id.clone(),
+        path: spec.path.display().to_string(),
+        reason,
+    };
+    let on_gpu = gpu
+        .map(|ordinal| mistralrs::Device::new_cuda(ordinal).map(|d| (d, DeviceMapSetting::dummy())))
+        .transpose()
+        .map_err(|e| load_error(format!("CUDA device {}: {e}", gpu.unwrap_or(0))))?;
     let built = match source {
         ModelSource::Gguf { dir, file } => {
             super::gguf::load(super::gguf::GgufLoad {
@@ -218,38 +233,35 @@ pub async fn load_model(
                 max_sequences: spec.max_concurrency,
                 dtype: gguf_activation_dtype(spec.dtype),
                 prefix_cache: cached,
+                gpu,
             })
             .await
         }
         ModelSource::Safetensors(dir) => {
-            TextModelBuilder::new(dir.display().to_string())
+            let mut builder = TextModelBuilder::new(dir.display().to_string())
                 .with_token_source(TokenSource::None)
                 .with_dtype(dtype(spec.dtype))
                 .with_max_num_seqs(spec.max_concurrency)
                 // On a GPU mistral.rs keeps this many; on the CPU, porten's books bound it.
-                .with_prefix_cache_n(cached.then_some(16))
-                .build()
-                .await
+                .with_prefix_cache_n(cached.then_some(16));
+            if let Some((device, mapping)) = on_gpu {
+                builder = builder.with_device(device).with_device_mapping(mapping);
+            }
+            builder.build().await
         }
         ModelSource::Embedding(dir) => {
-            EmbeddingModelBuilder::new(dir.display().to_string())
+            let mut builder = EmbeddingModelBuilder::new(dir.display().to_string())
                 .with_token_source(TokenSource::None)
                 .with_dtype(dtype(spec.dtype))
-                .with_max_num_seqs(spec.max_concurrency)
-                .build()
-                .await
+                .with_max_num_seqs(spec.max_concurrency);
+            if let Some((device, mapping)) = on_gpu {
+                builder = builder.with_device(device).with_device_mapping(mapping);
+            }
+            builder.build().await
         }
     };
-    let model = built.map_err(|e| Error::ModelLoad {
-        id: spec.id.clone(),
-        path: spec.path.display().to_string(),
-        reason: format!("{e:#}"),
-    })?;
-    let config = model.config().map_err(|e| Error::ModelLoad {
-        id: spec.id.clone(),
-        path: spec.path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let model = built.map_err(|e| load_error(format!("{e:#}")))?;
+    let config = model.config().map_err(|e| load_error(e.to_string()))?;
     let kind = match config.category {
         ModelCategory::Embedding => ModelKind::Embedding,
         _ => ModelKind::Chat,

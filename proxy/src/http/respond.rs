@@ -45,6 +45,7 @@ pub fn status(error: &Error) -> StatusCode {
         Error::RequestTimeout { .. } => S::REQUEST_TIMEOUT,
         Error::Overloaded { .. }
         | Error::TooManyConnections { .. }
+        | Error::MemoryTaken { .. }
         | Error::ModelUnavailable { .. }
         | Error::ShuttingDown => S::SERVICE_UNAVAILABLE,
         // Retrying cannot help: 507 rather than a 503 that clients would retry.
@@ -80,6 +81,9 @@ pub fn add_error_headers(error: &Error, headers: &mut HeaderMap) {
             retry_after_secs, ..
         }
         | Error::TooManyConnections {
+            retry_after_secs, ..
+        }
+        | Error::MemoryTaken {
             retry_after_secs, ..
         } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

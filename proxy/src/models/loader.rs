@@ -1,6 +1,7 @@
-//! The registry's loader: mistral.rs loads each model after its pre-load check, and on the
-//! CPU each load's resident memory is measured; an unload waits until the engine has given the
-//! memory back.
+//! The registry's loader: mistral.rs loads each model onto the device the scheduler chose,
+//! after its pre-load check, and the memory probe measures what each load took there
+//! (resident memory on the CPU, device memory on a GPU); an unload waits until the engine has
+//! given the memory back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,29 +12,52 @@ use futures::FutureExt;
 
 use super::{read, Preflight, Slots};
 use crate::engine::{load_model, resolve_source, LoadedModel, PrefixCacheSettings};
-use crate::residency::{memory, Loaded, ModelLoader};
+use crate::residency::devices::{load_delta, DeviceMemory, MemoryProbe};
+use crate::residency::{memory, Device, Loaded, ModelLoader};
 
-/// Loads with mistral.rs, measuring what each load took in resident memory on the CPU.
+/// Loads with mistral.rs, measuring what each load took on its device.
 pub(super) struct MistralLoader {
     pub(super) slots: Slots,
     pub(super) preflight: Option<Preflight>,
-    pub(super) measure: bool,
-    /// What each model's last load measured, to know when its unload has given it back.
-    pub(super) measured: Arc<std::sync::Mutex<HashMap<String, u64>>>,
+    /// Where models run: on a CUDA build each goes whole onto the GPU it was placed on.
+    pub(super) device: Device,
+    /// Reads the devices; without one, loads are not measured and the estimate stands.
+    pub(super) probe: Option<Arc<dyn MemoryProbe>>,
+    /// Each loaded model's device and what its last load measured, to know when its unload
+    /// has given the memory back.
+    pub(super) loads: Arc<std::sync::Mutex<HashMap<String, LoadRecord>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LoadRecord {
+    device: usize,
+    measured: Option<u64>,
+}
+
+/// Device `index` as `probe` reads it now.
+fn reading(probe: &Option<Arc<dyn MemoryProbe>>, index: usize) -> Option<DeviceMemory> {
+    probe.as_ref()?.read().ok()?.into_iter().nth(index)
+}
+
+/// What the device's own account (else its use) says this process holds there.
+fn held(reading: &DeviceMemory) -> u64 {
+    reading.used_by_us.unwrap_or_else(|| reading.in_use())
 }
 
 impl ModelLoader<LoadedModel> for MistralLoader {
     fn load(
         &self,
         id: &str,
+        device: usize,
     ) -> BoxFuture<'static, std::result::Result<Loaded<LoadedModel>, String>> {
         let Some(slot) = read(&self.slots).get(id).cloned() else {
             let reason = format!("model `{id}` was removed");
             return async move { Err(reason) }.boxed();
         };
         let preflight = self.preflight.clone();
-        let measure = self.measure;
-        let measurements = self.measured.clone();
+        let probe = self.probe.clone();
+        let loads = self.loads.clone();
+        let gpu = (self.device == Device::Cuda).then_some(device);
         async move {
             if let Some(check) = preflight {
                 let spec = slot.spec.clone();
@@ -49,7 +73,7 @@ impl ModelLoader<LoadedModel> for MistralLoader {
             // The last unload trimmed the heap already.
             memory::note_activity();
             let activity = memory::activity();
-            let before = memory::resident_bytes();
+            let before = reading(&probe, device);
             let started = std::time::Instant::now();
             let source = if slot.fetched_on_load {
                 resolve_source(&slot.spec).map_err(|e| e.to_string())?
@@ -62,7 +86,7 @@ impl ModelLoader<LoadedModel> for MistralLoader {
                     .shape
                     .kv_bytes_per_token(slot.load_settings.device.kv_element_bytes()),
             };
-            let model = load_model(&slot.spec, &source, prefix_cache).await.map_err(|e| {
+            let model = load_model(&slot.spec, &source, prefix_cache, gpu).await.map_err(|e| {
                 tracing::error!(model = %slot.spec.id, error = %e, "model failed to load");
                 e.to_string()
             })?;
@@ -72,19 +96,18 @@ impl ModelLoader<LoadedModel> for MistralLoader {
             // the estimate stands.
             let alone = memory::activity() == activity;
             memory::note_activity();
-            let measured = match (measure && alone, before, memory::resident_bytes()) {
-                (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            let measured = match (alone, before, reading(&probe, device)) {
+                (true, Some(before), Some(after)) => Some(load_delta(&before, &after)),
                 _ => None,
             };
-            if measure && !alone {
+            if !alone {
                 tracing::debug!(model = %slot.spec.id, "load not measured: other models took or gave back memory meanwhile");
             }
-            if let Some(bytes) = measured {
-                lock(&measurements).insert(slot.spec.id.clone(), bytes);
-            }
+            lock(&loads).insert(slot.spec.id.clone(), LoadRecord { device, measured });
             tracing::info!(
                 model = %slot.spec.id,
                 kind = model.kind.as_str(),
+                device,
                 seconds = started.elapsed().as_secs_f64(),
                 estimated_mib = slot.estimate.total >> 20,
                 measured_mib = measured.map(|m| m >> 20),
@@ -100,13 +123,16 @@ impl ModelLoader<LoadedModel> for MistralLoader {
 
     fn unload(&self, id: &str, model: Arc<LoadedModel>) -> BoxFuture<'static, ()> {
         let id = id.to_string();
-        let expected = lock(&self.measured).get(&id).copied();
+        let record = lock(&self.loads).remove(&id);
+        let probe = self.probe.clone();
         async move {
             memory::note_activity();
-            let before = memory::resident_bytes();
+            let device = record.map_or(0, |r| r.device);
+            let held_now = || reading(&probe, device).as_ref().map(held);
+            let before = held_now();
             // mistral.rs's drop talks to its engine thread; keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || drop(model)).await;
-            let after = wait_for_release(before, expected).await;
+            let after = wait_for_release(held_now, before, record.and_then(|r| r.measured)).await;
             memory::note_activity();
             tracing::info!(
                 model = %id,
@@ -124,21 +150,26 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// mistral.rs's engine thread frees a model shortly after the model is dropped, and the next
 /// load must not start before that: its memory would overlap, and its measurement would be
-/// too small. With a measurement, trim the heap until half of what the load took is back and
-/// resident memory has stopped falling, or until it has not moved for 100 ms (at most two
-/// seconds); without one (GPUs), give the engine a fixed moment.
-async fn wait_for_release(before: Option<u64>, expected: Option<u64>) -> Option<u64> {
+/// too small. With a measurement, trim the heap until half of what the load took is back on
+/// its device (`held` reads what this process holds there) and that has stopped falling, or
+/// until it has not moved for 100 ms (at most two seconds); without one, give the engine a
+/// fixed moment.
+async fn wait_for_release(
+    held: impl Fn() -> Option<u64>,
+    before: Option<u64>,
+    expected: Option<u64>,
+) -> Option<u64> {
     let (Some(before), Some(expected)) = (before, expected) else {
         tokio::time::sleep(Duration::from_millis(250)).await;
         memory::return_freed_memory();
-        return memory::resident_bytes();
+        return held();
     };
     let target = before.saturating_sub(expected / 2);
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let (mut last, mut steady_polls) = (before, 0u32);
     loop {
         memory::return_freed_memory();
-        let now = memory::resident_bytes().unwrap_or(0);
+        let now = held().unwrap_or(0);
         steady_polls = if last.abs_diff(now) < 512 << 10 {
             steady_polls + 1
         } else {

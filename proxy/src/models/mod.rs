@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::admission::Admission;
 use crate::config::ModelSpec;
 use crate::engine::{expected_source, resolve_source, LoadedModel, ModelKind, ModelSource};
+use crate::residency::devices::{watch_devices, DeviceBudget, DeviceMemory, MemoryProbe};
 use crate::residency::{
     self, estimate, Device, KeepAlive, LeastRecentlyUsed, LoadSettings, MemoryEstimate, ModelPlan,
     ModelShape, PlacementPolicy, ResidencyStatus, Scheduler, SchedulerSettings,
@@ -49,8 +50,15 @@ pub type Preflight = Arc<dyn Fn(&ModelSpec) -> std::result::Result<(), String> +
 
 /// How the registry decides what is loaded.
 pub struct Residency {
-    /// Bytes loaded models may take together; `None` is no limit.
-    pub budget: Option<u64>,
+    /// Each device's budget and where it came from (see [`residency::devices::budgets`]);
+    /// empty is one device without a limit.
+    pub devices: Vec<DeviceBudget>,
+    /// Reads the devices' memory: each load is measured with it, and a watch lowers a
+    /// device's limit while other processes hold memory porten counted on. `None`: loads are
+    /// not measured and limits stay at the budgets.
+    pub probe: Option<Arc<dyn MemoryProbe>>,
+    /// NVIDIA GPUs a build that runs models elsewhere sees, for `/admin/status`.
+    pub gpus_seen: Vec<DeviceMemory>,
     /// Keep-alive of models that set none.
     pub keep_alive: KeepAlive,
     /// Where models run.
@@ -73,7 +81,9 @@ pub struct Residency {
 impl Default for Residency {
     fn default() -> Self {
         Self {
-            budget: None,
+            devices: Vec::new(),
+            probe: None,
+            gpus_seen: Vec::new(),
             keep_alive: KeepAlive::default(),
             device: Device::of_this_build(),
             shapes: HashMap::new(),
@@ -129,6 +139,8 @@ pub struct ModelRegistry {
     slots: Slots,
     scheduler: Scheduler<LoadedModel>,
     device: Device,
+    devices: Vec<DeviceBudget>,
+    gpus_seen: Vec<DeviceMemory>,
     auto_pull: Option<AutoPull>,
     /// One auto-pull at a time: concurrent requests for one model share its pull.
     pulling: tokio::sync::Mutex<()>,
@@ -170,18 +182,22 @@ impl ModelRegistry {
         let loader = MistralLoader {
             slots: slots.clone(),
             preflight: residency.preflight,
-            measure: residency.device == Device::Cpu,
-            measured: Arc::default(),
+            device: residency.device,
+            probe: residency.probe.clone(),
+            loads: Arc::default(),
         };
         let scheduler = Scheduler::new(
             SchedulerSettings {
-                budget: residency.budget,
+                budgets: residency.devices.iter().map(|d| d.budget_bytes).collect(),
                 keep_alive: residency.keep_alive,
             },
             plans,
             Arc::new(loader),
             residency.policy,
         );
+        if let Some(probe) = residency.probe {
+            tokio::spawn(watch_devices(scheduler.clone(), probe));
+        }
         for spec in specs.iter().filter(|s| s.preload) {
             let scheduler = scheduler.clone();
             let id = spec.id.clone();
@@ -195,6 +211,8 @@ impl ModelRegistry {
             slots,
             scheduler,
             device: residency.device,
+            devices: residency.devices,
+            gpus_seen: residency.gpus_seen,
             auto_pull: residency.auto_pull,
             pulling: tokio::sync::Mutex::new(()),
             aliases: Default::default(),
@@ -340,6 +358,16 @@ impl ModelRegistry {
     /// Every model's state and the budget.
     pub fn status(&self) -> ResidencyStatus {
         self.scheduler.status()
+    }
+
+    /// Each device's budget as decided at start-up, and where it came from.
+    pub fn device_budgets(&self) -> &[DeviceBudget] {
+        &self.devices
+    }
+
+    /// NVIDIA GPUs this build sees but does not run models on.
+    pub fn gpus_seen(&self) -> &[DeviceMemory] {
+        &self.gpus_seen
     }
 
     /// Each model with what the scheduler says about it, by id.

@@ -34,7 +34,8 @@ pub enum EventKind {
     /// Unloading began.
     UnloadStarted {
         /// `idle` (keep-alive ran out), `evicted` (to make room), `requested` (admin) or
-        /// `over_budget` (a measurement came in above the estimate).
+        /// `over_budget` (a measurement came in above the estimate) or `budget_shrunk`
+        /// (other processes took memory on its device).
         reason: &'static str,
     },
     /// Unloading finished and the memory was released.
@@ -42,7 +43,15 @@ pub enum EventKind {
         /// As in `UnloadStarted`.
         reason: &'static str,
     },
-    /// A model larger than the whole budget was asked for.
+    /// What loads may reserve on a device changed: other processes took memory porten had
+    /// counted on (the limit drops below the budget) or gave it back. `model` is empty.
+    LimitChanged {
+        /// The limit before; `None` is no limit.
+        from: Option<u64>,
+        /// The limit now.
+        to: Option<u64>,
+    },
+    /// A model larger than what any device may hold was asked for.
     Refused {
         /// What it needs.
         need: u64,
@@ -61,7 +70,10 @@ pub struct Event {
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
-    /// Bytes reserved for loading, loaded and unloading models just after this event.
+    /// The device concerned (0 with one device).
+    pub device: usize,
+    /// Bytes reserved on that device for loading, loaded and unloading models just after
+    /// this event.
     pub reserved_bytes: u64,
 }
 
@@ -84,7 +96,14 @@ impl EventLog {
     }
 
     /// Appends an event.
-    pub fn push(&mut self, at_ms: u64, model: &str, kind: EventKind, reserved_bytes: u64) {
+    pub fn push(
+        &mut self,
+        at_ms: u64,
+        model: &str,
+        device: usize,
+        kind: EventKind,
+        reserved_bytes: u64,
+    ) {
         if self.events.len() == self.capacity {
             self.events.pop_front();
         }
@@ -93,6 +112,7 @@ impl EventLog {
             at_ms,
             model: model.to_string(),
             kind,
+            device,
             reserved_bytes,
         });
         self.next_seq += 1;
@@ -116,7 +136,7 @@ mod tests {
     fn keeps_the_most_recent_events_with_increasing_numbers() {
         let mut log = EventLog::new(2);
         for i in 0..3 {
-            log.push(i, "m", EventKind::Refused { need: i }, 0);
+            log.push(i, "m", 0, EventKind::Refused { need: i }, 0);
         }
         let kept = log.since(0);
         assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);

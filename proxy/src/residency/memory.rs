@@ -23,6 +23,12 @@ pub fn activity() -> u64 {
     ACTIVITY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Memory the machine has (Linux `MemTotal`), in bytes.
+pub fn total_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    kib_field(&info, "MemTotal:")
+}
+
 /// Memory the machine can give without swapping (Linux `MemAvailable`), in bytes.
 pub fn available_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;

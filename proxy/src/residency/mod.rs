@@ -1,6 +1,8 @@
 //! Memory-budgeted model residency: estimating what a model needs, deciding which models are
-//! loaded within `PORTEN_VRAM_BUDGET_MB`, and unloading idle ones.
+//! loaded within each device's budget (`PORTEN_VRAM_BUDGET_MB`, else read from the device),
+//! and unloading idle ones.
 
+pub mod devices;
 pub mod estimate;
 pub mod events;
 pub mod keep_alive;
@@ -15,8 +17,8 @@ pub use policy::{
     LeastRecentlyUsed, PlacementCandidate, PlacementPolicy, PlacementRequest, PolicyFailure,
 };
 pub use scheduler::{
-    Lease, Loaded, ModelLoader, ModelPlan, ModelResidency, ResidencyStatus, Scheduler,
-    SchedulerSettings, UnloadOutcome,
+    DeviceResidency, Lease, Loaded, ModelLoader, ModelPlan, ModelResidency, ResidencyStatus,
+    Scheduler, SchedulerSettings, UnloadOutcome,
 };
 
 /// Context length a model is sized for when its configuration names none (Ollama's default),

@@ -14,10 +14,24 @@ use crate::{Error, Result};
 struct Status {
     budget_bytes: Option<u64>,
     reserved_bytes: u64,
+    /// Each device: what it is, its budget and why, its limit now and what is reserved.
+    devices: Vec<DeviceStatus>,
+    /// NVIDIA GPUs a CPU build sees (it does not run models on them).
+    gpus_seen: Vec<crate::residency::devices::DeviceMemory>,
     waiting_for_memory: Vec<String>,
     /// The pull a request waits for (`[hub] auto_pull`), if any.
     pulling: Option<crate::models::PullState>,
     models: Vec<ModelStatus>,
+}
+
+#[derive(Serialize)]
+struct DeviceStatus {
+    #[serde(flatten)]
+    budget: crate::residency::devices::DeviceBudget,
+    /// What loads may reserve there now: the budget, or less while other processes hold
+    /// memory porten counted on.
+    limit_bytes: Option<u64>,
+    reserved_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -38,6 +52,25 @@ pub fn status(state: &ServerState) -> Response<Body> {
     let mut status = state.models.status();
     let (budget_bytes, reserved_bytes) = (status.budget_bytes, status.reserved_bytes);
     let waiting_for_memory = std::mem::take(&mut status.waiting_for_memory);
+    let budgets = state.models.device_budgets();
+    let devices = status
+        .devices
+        .iter()
+        .map(|books| DeviceStatus {
+            budget: budgets.get(books.index).cloned().unwrap_or_else(|| {
+                crate::residency::devices::DeviceBudget {
+                    index: books.index,
+                    name: "unknown device".into(),
+                    total_bytes: None,
+                    free_at_start_bytes: None,
+                    budget_bytes: books.budget_bytes,
+                    source: "no limit".into(),
+                }
+            }),
+            limit_bytes: books.limit_bytes,
+            reserved_bytes: books.reserved_bytes,
+        })
+        .collect();
     let models = state
         .models
         .slots_with_residency(status)
@@ -60,6 +93,8 @@ pub fn status(state: &ServerState) -> Response<Body> {
         &Status {
             budget_bytes,
             reserved_bytes,
+            devices,
+            gpus_seen: state.models.gpus_seen().to_vec(),
             waiting_for_memory,
             pulling: state.models.pulling(),
             models,

@@ -20,7 +20,10 @@ pub fn status_and_type(error: &Error) -> (StatusCode, &'static str) {
             "not_found_error"
         }
         Error::PayloadTooLarge { .. } => "request_too_large",
-        Error::Overloaded { .. } | Error::TooManyConnections { .. } | Error::ShuttingDown => {
+        Error::Overloaded { .. }
+        | Error::TooManyConnections { .. }
+        | Error::MemoryTaken { .. }
+        | Error::ShuttingDown => {
             let overloaded = StatusCode::from_u16(OVERLOADED).expect("a valid status");
             return (overloaded, "overloaded_error");
         }

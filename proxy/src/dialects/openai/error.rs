@@ -25,6 +25,7 @@ pub fn kind_and_code(error: &Error) -> (&'static str, Option<&'static str>) {
         Error::RequestTimeout { .. } => (INVALID, Some("request_timeout")),
         Error::TooManyConnections { .. } => (SERVER, Some("too_many_connections")),
         Error::Overloaded { .. } => (SERVER, Some("model_overloaded")),
+        Error::MemoryTaken { .. } => (SERVER, Some("memory_taken")),
         Error::ModelUnavailable { .. } => (SERVER, Some("model_unavailable")),
         Error::ShuttingDown => (SERVER, Some("shutting_down")),
         Error::WillNotFit { .. } => (SERVER, Some("model_too_large")),

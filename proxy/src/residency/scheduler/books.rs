@@ -31,6 +31,8 @@ impl<M> Phase<M> {
 
 pub(super) struct Entry<M> {
     pub(super) estimate: u64,
+    /// The device it is on, or was placed on last (0 until it is first placed).
+    pub(super) device: usize,
     pub(super) measured: Option<u64>,
     pub(super) keep_alive: KeepAlive,
     pub(super) phase: Phase<M>,
@@ -48,6 +50,7 @@ impl<M> Entry<M> {
     pub(super) fn new(plan: &super::ModelPlan, keep_alive: KeepAlive, now: Instant) -> Self {
         Self {
             estimate: plan.estimate,
+            device: 0,
             measured: None,
             keep_alive: plan.keep_alive.unwrap_or(keep_alive),
             phase: Phase::Available,
@@ -71,22 +74,54 @@ impl<M> Entry<M> {
     }
 }
 
+/// One device's books: models are placed on one device each, within its limit.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeviceBooks {
+    /// The budget it was given at start-up; `None` is no limit.
+    pub(super) budget: Option<u64>,
+    /// What loads may reserve now: the budget, or less while other processes hold memory
+    /// porten counted on (see `Scheduler::limit_device`).
+    pub(super) limit: Option<u64>,
+    /// Sum of the charges of its models that hold memory (loading, loaded, unloading).
+    pub(super) reserved: u64,
+}
+
+impl DeviceBooks {
+    /// Bytes a load may still reserve on it; `u64::MAX` without a limit.
+    pub(super) fn free(&self) -> u64 {
+        self.limit
+            .map_or(u64::MAX, |l| l.saturating_sub(self.reserved))
+    }
+}
+
 pub(super) struct Books<M> {
     pub(super) models: BTreeMap<String, Entry<M>>,
-    /// Sum of the charges of models that hold memory (loading, loaded, unloading).
-    pub(super) reserved: u64,
+    /// Each device's budget, limit and reservations, by index.
+    pub(super) devices: Vec<DeviceBooks>,
     /// Models waiting for memory, oldest first.
     pub(super) room_queue: VecDeque<String>,
     pub(super) events: EventLog,
     pub(super) closed: bool,
 }
 
-pub(super) fn idle_candidates<M>(books: &Books<M>, except: &str) -> Vec<PlacementCandidate> {
+impl<M> Books<M> {
+    /// Reservations of every device together.
+    pub(super) fn reserved(&self) -> u64 {
+        self.devices.iter().map(|d| d.reserved).sum()
+    }
+}
+
+/// The idle models on `device` but `except`, as the placement policy sees them.
+pub(super) fn idle_candidates<M>(
+    books: &Books<M>,
+    device: usize,
+    except: &str,
+) -> Vec<PlacementCandidate> {
     let now = Instant::now();
     books
         .models
         .iter()
-        .filter(|(id, e)| e.idle() && id.as_str() != except)
+        .filter(|(id, e)| e.idle() && e.device == device && id.as_str() != except)
         .map(|(id, e)| PlacementCandidate {
             model: id.clone(),
             bytes: e.charge(),

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use opentelemetry::KeyValue;
 use tracing::Instrument;
 
+use super::super::devices::WATCH_INTERVAL;
 use super::super::events::EventKind;
 use super::super::policy::{checked_victims, PlacementRequest};
-use super::books::{idle_candidates, Books, Entry, Phase};
+use super::books::{idle_candidates, Books, DeviceBooks, Entry, Phase};
 use super::{Inner, Loaded};
 use crate::telemetry::instruments;
 use crate::{Error, Result};
@@ -31,31 +32,59 @@ impl<M: Send + Sync + 'static> Inner<M> {
     }
 
     pub(super) fn record(&self, books: &mut Books<M>, model: &str, kind: EventKind) {
-        let reserved = books.reserved;
-        books.events.push(self.now_ms(), model, kind, reserved);
+        let device = books.models.get(model).map_or(0, |e| e.device);
+        self.record_on(books, device, model, kind);
     }
 
-    /// Starts loading `id` if it fits, else queues it for memory and, when it is the oldest
-    /// waiting, unloads idle models for it.
+    pub(super) fn record_on(
+        &self,
+        books: &mut Books<M>,
+        device: usize,
+        model: &str,
+        kind: EventKind,
+    ) {
+        let reserved = books.devices[device].reserved;
+        books
+            .events
+            .push(self.now_ms(), model, device, kind, reserved);
+    }
+
+    /// Starts loading `id` on a device where it fits, else queues it for memory and, when it
+    /// is the oldest waiting, unloads idle models for it on one device.
     pub(super) fn place(self: &Arc<Self>, books: &mut Books<M>, id: &str) -> Result<()> {
         let need = books.models[id].charge();
-        let Some(budget) = self.settings.budget else {
-            self.start_load(books, id);
-            return Ok(());
-        };
-        if need > budget {
+        // Devices that could ever hold it (within their limit now), most free first: a model
+        // goes where it leaves the most room, which spreads models over the devices.
+        let mut devices: Vec<usize> = (0..books.devices.len())
+            .filter(|&d| books.devices[d].limit.is_none_or(|l| need <= l))
+            .collect();
+        devices.sort_by_key(|&d| std::cmp::Reverse(books.devices[d].free()));
+        let Some(&roomiest) = devices.first() else {
             books.room_queue.retain(|m| m != id);
             self.record(books, id, EventKind::Refused { need });
-            return Err(Error::WillNotFit {
-                model: id.to_string(),
-                need,
-                budget,
+            let largest = |of: fn(&DeviceBooks) -> Option<u64>| {
+                books.devices.iter().filter_map(of).max().unwrap_or(0)
+            };
+            let budget = largest(|d| d.budget);
+            // Within a budget, the limit is only lower while other processes hold memory.
+            return Err(if need <= budget {
+                Error::MemoryTaken {
+                    model: id.to_string(),
+                    need,
+                    available: largest(|d| d.limit),
+                    retry_after_secs: 2 * WATCH_INTERVAL.as_secs(),
+                }
+            } else {
+                Error::WillNotFit {
+                    model: id.to_string(),
+                    need,
+                    budget,
+                }
             });
-        }
-        let free = budget.saturating_sub(books.reserved);
-        if need <= free {
+        };
+        if need <= books.devices[roomiest].free() {
             books.room_queue.retain(|m| m != id);
-            self.start_load(books, id);
+            self.start_load(books, id, roomiest);
             return Ok(());
         }
         if !books.room_queue.iter().any(|m| m == id) {
@@ -64,36 +93,79 @@ impl<M: Send + Sync + 'static> Inner<M> {
         if books.room_queue.front().map(String::as_str) != Some(id) {
             return Ok(());
         }
-        let leaving: u64 = books
-            .models
-            .values()
-            .filter(|e| matches!(e.phase, Phase::Unloading))
-            .map(Entry::charge)
-            .sum();
-        if need <= free + leaving {
+        let leaving = |books: &Books<M>, device: usize| -> u64 {
+            books
+                .models
+                .values()
+                .filter(|e| e.device == device && matches!(e.phase, Phase::Unloading))
+                .map(Entry::charge)
+                .sum()
+        };
+        if devices
+            .iter()
+            .any(|&d| need <= books.devices[d].free().saturating_add(leaving(books, d)))
+        {
             return Ok(());
         }
-        let request = PlacementRequest {
-            model: id.to_string(),
-            need,
-            budget,
-            free: free + leaving,
-            candidates: idle_candidates(books, id),
-        };
-        // Evict only when the victims together make room; otherwise wait for busy models.
-        if let Some(victims) = checked_victims(self.policy.as_ref(), &request) {
-            for victim in victims {
-                self.start_unload(books, &victim, "evicted");
+        for device in devices {
+            let request = PlacementRequest {
+                model: id.to_string(),
+                need,
+                budget: books.devices[device].limit.unwrap_or(u64::MAX),
+                free: books.devices[device]
+                    .free()
+                    .saturating_add(leaving(books, device)),
+                candidates: idle_candidates(books, device, id),
+            };
+            // Evict only when the victims together make room; otherwise wait for busy models.
+            if let Some(victims) = checked_victims(self.policy.as_ref(), &request) {
+                for victim in victims {
+                    self.start_unload(books, &victim, "evicted");
+                }
+                return Ok(());
             }
         }
         Ok(())
     }
 
-    pub(super) fn start_load(self: &Arc<Self>, books: &mut Books<M>, id: &str) {
+    /// Sets what loads may reserve on `device` now: its budget, or `available` bytes when
+    /// that is less (other processes took memory porten counted on). Idle models are
+    /// unloaded until its reservations fit again; busy ones finish first.
+    pub(super) fn limit_device(self: &Arc<Self>, device: usize, available: Option<u64>) {
+        let mut books = self.lock();
+        let Some(entry) = books.devices.get(device).copied() else {
+            return;
+        };
+        let limit = match (entry.budget, available) {
+            (Some(budget), Some(available)) => Some(budget.min(available)),
+            (budget, None) => budget,
+            (None, available) => available,
+        };
+        if limit == entry.limit {
+            return;
+        }
+        books.devices[device].limit = limit;
+        self.record_on(
+            &mut books,
+            device,
+            "",
+            EventKind::LimitChanged {
+                from: entry.limit,
+                to: limit,
+            },
+        );
+        let cause = format!("device {device}");
+        self.restore_budget(&mut books, device, &cause, "budget_shrunk");
+        drop(books);
+        self.bump();
+    }
+
+    pub(super) fn start_load(self: &Arc<Self>, books: &mut Books<M>, id: &str, device: usize) {
         let entry = books.models.get_mut(id).expect("a known model");
         let charge = entry.charge();
         entry.phase = Phase::Loading;
-        books.reserved += charge;
+        entry.device = device;
+        books.devices[device].reserved += charge;
         self.record(
             books,
             id,
@@ -104,12 +176,17 @@ impl<M: Send + Sync + 'static> Inner<M> {
         let inner = self.clone();
         let id = id.to_string();
         // A child of the request that asked for the model (a root span for preloads).
-        let span = tracing::info_span!("model.load", model = %id, reserved_bytes = charge as i64);
+        let span = tracing::info_span!(
+            "model.load",
+            model = %id,
+            device,
+            reserved_bytes = charge as i64
+        );
         let load = async move {
             let loaded = {
                 let _one = inner.one_at_a_time.lock().await;
                 let started = Instant::now();
-                let loaded = inner.loader.load(&id).await;
+                let loaded = inner.loader.load(&id, device).await;
                 let outcome = if loaded.is_ok() { "loaded" } else { "failed" };
                 instruments().load_duration.record(
                     started.elapsed().as_secs_f64(),
@@ -133,7 +210,7 @@ impl<M: Send + Sync + 'static> Inner<M> {
     ) {
         let mut books = self.lock();
         let entry = books.models.get_mut(id).expect("a known model");
-        let before = entry.charge();
+        let (before, device) = (entry.charge(), entry.device);
         match loaded {
             Ok(Loaded { model, measured }) => {
                 entry.measured = match (entry.measured, measured) {
@@ -145,7 +222,7 @@ impl<M: Send + Sync + 'static> Inner<M> {
                 entry.last_used = Instant::now();
                 entry.expires = entry.keep_alive.duration().map(|d| Instant::now() + d);
                 let (estimate, after) = (entry.estimate, entry.charge());
-                books.reserved = books.reserved - before + after;
+                books.devices[device].reserved = books.devices[device].reserved - before + after;
                 self.record(&mut books, id, EventKind::Loaded { measured });
                 if let Some(measured) = measured.filter(|m| *m > estimate) {
                     tracing::warn!(
@@ -159,37 +236,48 @@ impl<M: Send + Sync + 'static> Inner<M> {
                         id,
                         EventKind::Underestimated { estimate, measured },
                     );
-                    self.restore_budget(&mut books, id);
+                    self.restore_budget(&mut books, device, id, "over_budget");
                 }
             }
             Err(reason) => {
                 entry.phase = Phase::Failed(reason.clone());
-                books.reserved -= before;
+                books.devices[device].reserved -= before;
                 self.record(&mut books, id, EventKind::LoadFailed { reason });
             }
         }
     }
 
-    /// After a measurement above its estimate pushed the reservations over the budget, unloads
-    /// idle models until they fit again.
-    pub(super) fn restore_budget(self: &Arc<Self>, books: &mut Books<M>, loaded: &str) {
-        let Some(budget) = self.settings.budget else {
+    /// After a measurement above its estimate, or a lower limit, pushed `device`'s
+    /// reservations over its limit, unloads idle models there until they fit again.
+    pub(super) fn restore_budget(
+        self: &Arc<Self>,
+        books: &mut Books<M>,
+        device: usize,
+        cause: &str,
+        reason: &'static str,
+    ) {
+        let DeviceBooks {
+            limit: Some(limit),
+            reserved,
+            ..
+        } = books.devices[device]
+        else {
             return;
         };
-        if books.reserved <= budget {
+        if reserved <= limit {
             return;
         }
         let request = PlacementRequest {
-            model: loaded.to_string(),
-            need: books.reserved - budget,
-            budget,
+            model: cause.to_string(),
+            need: reserved - limit,
+            budget: limit,
             free: 0,
-            candidates: idle_candidates(books, loaded),
+            candidates: idle_candidates(books, device, cause),
         };
         let victims = checked_victims(self.policy.as_ref(), &request)
             .unwrap_or_else(|| request.candidates.iter().map(|c| c.model.clone()).collect());
         for victim in victims {
-            self.start_unload(books, &victim, "over_budget");
+            self.start_unload(books, &victim, reason);
         }
     }
 
@@ -223,9 +311,9 @@ impl<M: Send + Sync + 'static> Inner<M> {
             }
             let mut books = inner.lock();
             let entry = books.models.get_mut(&id).expect("a known model");
-            let charge = entry.charge();
+            let (charge, device) = (entry.charge(), entry.device);
             entry.phase = Phase::Available;
-            books.reserved -= charge;
+            books.devices[device].reserved -= charge;
             inner.record(&mut books, &id, EventKind::Unloaded { reason });
             drop(books);
             inner.bump();

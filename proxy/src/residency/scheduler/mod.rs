@@ -25,10 +25,10 @@ use super::events::{Event, EventLog};
 use super::keep_alive::KeepAlive;
 use super::policy::PlacementPolicy;
 use crate::{Error, Result};
-use books::{Books, Entry, Phase};
+use books::{Books, DeviceBooks, Entry, Phase};
 pub use lease::Lease;
 use lease::{InUse, Waiting};
-pub use status::{ModelResidency, ResidencyStatus, UnloadOutcome};
+pub use status::{DeviceResidency, ModelResidency, ResidencyStatus, UnloadOutcome};
 
 /// A model the loader has loaded, with what its load measurably took.
 pub struct Loaded<M> {
@@ -40,8 +40,13 @@ pub struct Loaded<M> {
 
 /// Loads and unloads models for the scheduler: mistral.rs in the server, a fake in tests.
 pub trait ModelLoader<M>: Send + Sync + 'static {
-    /// Loads `id`; the error is the reason shown to clients.
-    fn load(&self, id: &str) -> BoxFuture<'static, std::result::Result<Loaded<M>, String>>;
+    /// Loads `id` onto `device` (an index into [`SchedulerSettings::budgets`]); the error is
+    /// the reason shown to clients.
+    fn load(
+        &self,
+        id: &str,
+        device: usize,
+    ) -> BoxFuture<'static, std::result::Result<Loaded<M>, String>>;
     /// Frees `model`, which no request holds any more, and gives its memory back to the OS.
     fn unload(&self, id: &str, model: Arc<M>) -> BoxFuture<'static, ()>;
 }
@@ -58,12 +63,24 @@ pub struct ModelPlan {
 }
 
 /// The scheduler's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SchedulerSettings {
-    /// Bytes loaded models may take together; `None` is no limit.
-    pub budget: Option<u64>,
+    /// Each device's budget: bytes the models placed on it may take together (`None` is no
+    /// limit). A model is placed whole on one device. An empty list is one device without a
+    /// limit.
+    pub budgets: Vec<Option<u64>>,
     /// Keep-alive of models that set none.
     pub keep_alive: KeepAlive,
+}
+
+impl SchedulerSettings {
+    /// One device with `budget`.
+    pub fn one_device(budget: Option<u64>, keep_alive: KeepAlive) -> Self {
+        Self {
+            budgets: vec![budget],
+            keep_alive,
+        }
+    }
 }
 
 struct Inner<M> {
@@ -101,6 +118,18 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
         policy: Arc<dyn PlacementPolicy>,
     ) -> Self {
         let now = Instant::now();
+        let mut budgets = settings.budgets.clone();
+        if budgets.is_empty() {
+            budgets.push(None);
+        }
+        let devices = budgets
+            .into_iter()
+            .map(|budget| DeviceBooks {
+                budget,
+                limit: budget,
+                reserved: 0,
+            })
+            .collect();
         let entries = models
             .into_iter()
             .map(|plan| {
@@ -112,7 +141,7 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
             settings,
             books: Mutex::new(Books {
                 models: entries,
-                reserved: 0,
+                devices,
                 room_queue: VecDeque::new(),
                 events: EventLog::new(4096),
                 closed: false,
@@ -274,6 +303,7 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
             .map(|(id, e)| ModelResidency {
                 id: id.clone(),
                 state: e.phase.name(),
+                device: e.device,
                 estimated_bytes: e.estimate,
                 measured_bytes: e.measured,
                 in_flight: e.in_flight,
@@ -291,12 +321,33 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
                 },
             })
             .collect();
+        let devices: Vec<DeviceResidency> = books
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(index, d)| DeviceResidency {
+                index,
+                budget_bytes: d.budget,
+                limit_bytes: d.limit,
+                reserved_bytes: d.reserved,
+            })
+            .collect();
         ResidencyStatus {
-            budget_bytes: self.inner.settings.budget,
-            reserved_bytes: books.reserved,
+            budget_bytes: devices.iter().map(|d| d.limit_bytes).sum::<Option<u64>>(),
+            reserved_bytes: books.reserved(),
+            devices,
             waiting_for_memory: books.room_queue.iter().cloned().collect(),
             models,
         }
+    }
+
+    /// Sets what loads may reserve on `device` from now on: its budget, or `available` bytes
+    /// when that is less, because other processes took memory porten counted on. When the
+    /// limit drops below what is reserved there, idle models on it are unloaded (reason
+    /// `budget_shrunk`); busy ones finish first and no load starts there until it fits.
+    /// `None` gives the device its whole budget back.
+    pub fn limit_device(&self, device: usize, available: Option<u64>) {
+        self.inner.limit_device(device, available);
     }
 
     /// The model `id` if it is loaded now, to read its state (not to serve with: that takes
@@ -311,6 +362,11 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
     /// The event log from `since` on.
     pub fn events(&self, since: u64) -> Vec<Event> {
         self.inner.lock().events.since(since)
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
     }
 
     /// Refuses new work: waiting and future requests fail with [`Error::ShuttingDown`].
@@ -329,7 +385,11 @@ mod tests {
     struct Immediate;
 
     impl ModelLoader<()> for Immediate {
-        fn load(&self, _id: &str) -> BoxFuture<'static, std::result::Result<Loaded<()>, String>> {
+        fn load(
+            &self,
+            _id: &str,
+            _device: usize,
+        ) -> BoxFuture<'static, std::result::Result<Loaded<()>, String>> {
             async {
                 Ok(Loaded {
                     model: Arc::new(()),
@@ -354,10 +414,7 @@ mod tests {
     #[tokio::test]
     async fn models_added_later_load_and_only_unloaded_ones_are_removed() {
         let scheduler = Scheduler::new(
-            SchedulerSettings {
-                budget: Some(100),
-                keep_alive: KeepAlive::Forever,
-            },
+            SchedulerSettings::one_device(Some(100), KeepAlive::Forever),
             vec![plan("a")],
             Arc::new(Immediate),
             Arc::new(LeastRecentlyUsed),

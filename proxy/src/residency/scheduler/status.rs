@@ -11,6 +11,8 @@ pub struct ModelResidency {
     pub id: String,
     /// `available`, `loading`, `loaded`, `unloading` or `failed`.
     pub state: &'static str,
+    /// The device it is on, or was on last.
+    pub device: usize,
     /// The estimate in bytes.
     pub estimated_bytes: u64,
     /// The largest measurement of a load in bytes, once loaded.
@@ -31,13 +33,30 @@ pub struct ModelResidency {
     pub error: Option<String>,
 }
 
+/// One device's books at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceResidency {
+    /// Its index (the CUDA ordinal on NVIDIA GPUs).
+    pub index: usize,
+    /// Its budget in bytes; `None` is no limit.
+    pub budget_bytes: Option<u64>,
+    /// What loads may reserve there now: the budget, or less while other processes hold
+    /// memory porten counted on.
+    pub limit_bytes: Option<u64>,
+    /// Bytes reserved there for loading, loaded and unloading models.
+    pub reserved_bytes: u64,
+}
+
 /// The whole scheduler at one moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResidencyStatus {
-    /// The budget in bytes; `None` is no limit.
+    /// Every device's limit together, in bytes (their budgets, or less while other processes
+    /// hold memory); `None` is no limit.
     pub budget_bytes: Option<u64>,
-    /// Bytes reserved for loading, loaded and unloading models.
+    /// Bytes reserved for loading, loaded and unloading models, on every device together.
     pub reserved_bytes: u64,
+    /// Each device's budget, limit and reservations.
+    pub devices: Vec<DeviceResidency>,
     /// Models waiting for memory, oldest first.
     pub waiting_for_memory: Vec<String>,
     /// Every model.
