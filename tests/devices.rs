@@ -195,19 +195,7 @@ fn a_probe_file_that_is_not_there_is_a_clear_warning_and_no_limit() {
 #[test]
 fn fit_tiers_gives_the_guides_column_and_where_a_model_fits() {
     let home = tempfile::tempdir().unwrap();
-    let porten = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_porten"))
-            .args(args)
-            .env("PORTEN_HOME", home.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let porten = |args: &[&str]| support::cli::ok(home.path(), args);
     let report: Value =
         serde_json::from_str(&porten(&["fit", "--tiers", "--params", "70B", "--json"])).unwrap();
     let tiers = report["tiers"].as_array().unwrap();
@@ -237,13 +225,10 @@ fn fit_tiers_gives_the_guides_column_and_where_a_model_fits() {
     // SmolLM2 was trained for 8192 tokens: that is the longest context anywhere.
     let first = table.lines().find(|l| l.starts_with("8-12 GB")).unwrap();
     assert!(first.contains(" yes ") && first.contains("8192"), "{first}");
-    let two: Vec<&str> = ["--params", "7B"].into();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_porten"))
-        .args(["fit", "--tiers", "smollm2"])
-        .args(two)
-        .env("PORTEN_HOME", home.path())
-        .output()
-        .unwrap();
+    let out = support::cli::porten(
+        home.path(),
+        &["fit", "--tiers", "smollm2", "--params", "7B"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tiers sizes one model"));
 }

@@ -111,11 +111,8 @@ pub async fn watch_devices<M: Send + Sync + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::residency::{
-        EventKind, KeepAlive, LeastRecentlyUsed, Loaded, ModelLoader, ModelPlan, SchedulerSettings,
-    };
-    use futures::future::BoxFuture;
-    use futures::FutureExt;
+    use crate::residency::scheduler::Immediate;
+    use crate::residency::{EventKind, KeepAlive, LeastRecentlyUsed, ModelPlan, SchedulerSettings};
     use std::sync::Mutex;
 
     const MIB: u64 = 1 << 20;
@@ -138,27 +135,6 @@ mod tests {
             total: total_mib * MIB,
             free: free_mib * MIB,
             used_by_us: None,
-        }
-    }
-
-    struct Instant;
-
-    impl ModelLoader<()> for Instant {
-        fn load(
-            &self,
-            _id: &str,
-            _device: usize,
-        ) -> BoxFuture<'static, Result<Loaded<()>, String>> {
-            async {
-                Ok(Loaded {
-                    model: Arc::new(()),
-                    measured: None,
-                })
-            }
-            .boxed()
-        }
-        fn unload(&self, _id: &str, _model: Arc<()>) -> BoxFuture<'static, ()> {
-            async {}.boxed()
         }
     }
 
@@ -206,7 +182,7 @@ mod tests {
                 keep_alive: KeepAlive::Forever,
             },
             vec![plan("a", 500), plan("b", 500), plan("c", 600)],
-            Arc::new(Instant),
+            Arc::new(Immediate),
             Arc::new(LeastRecentlyUsed),
         );
         let mut watch = DeviceWatch::new(scheduler.clone(), probe.clone());
@@ -290,7 +266,7 @@ mod tests {
         let scheduler = Scheduler::new(
             SchedulerSettings::one_device(Some(900 * MIB), KeepAlive::Forever),
             vec![plan("a", 500), plan("huge", 950)],
-            Arc::new(Instant),
+            Arc::new(Immediate),
             Arc::new(LeastRecentlyUsed),
         );
         DeviceWatch::new(scheduler.clone(), probe).look();

@@ -376,32 +376,36 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
     }
 }
 
+/// A loader for unit tests whose loads finish at once and measure nothing.
+#[cfg(test)]
+pub(crate) struct Immediate;
+
+#[cfg(test)]
+impl ModelLoader<()> for Immediate {
+    fn load(
+        &self,
+        _id: &str,
+        _device: usize,
+    ) -> BoxFuture<'static, std::result::Result<Loaded<()>, String>> {
+        use futures::FutureExt;
+        async {
+            Ok(Loaded {
+                model: Arc::new(()),
+                measured: None,
+            })
+        }
+        .boxed()
+    }
+    fn unload(&self, _id: &str, _model: Arc<()>) -> BoxFuture<'static, ()> {
+        use futures::FutureExt;
+        async {}.boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::residency::LeastRecentlyUsed;
-    use futures::FutureExt;
-
-    struct Immediate;
-
-    impl ModelLoader<()> for Immediate {
-        fn load(
-            &self,
-            _id: &str,
-            _device: usize,
-        ) -> BoxFuture<'static, std::result::Result<Loaded<()>, String>> {
-            async {
-                Ok(Loaded {
-                    model: Arc::new(()),
-                    measured: None,
-                })
-            }
-            .boxed()
-        }
-        fn unload(&self, _id: &str, _model: Arc<()>) -> BoxFuture<'static, ()> {
-            async {}.boxed()
-        }
-    }
 
     fn plan(id: &str) -> ModelPlan {
         ModelPlan {
