@@ -230,6 +230,22 @@ fn from_hub_listing(
     Ok((ModelSpec::new(name.to_string(), ""), shape, Some(quant)))
 }
 
+/// The usual context lengths, up to what `shape` was trained for, whose estimate (`total_at`
+/// gives it in bytes for a context) fits `budget` (any, without one), shortest first.
+pub(crate) fn contexts_that_fit(
+    shape: &ModelShape,
+    budget: Option<u64>,
+    total_at: impl Fn(u64) -> u64,
+) -> Vec<u64> {
+    let longest = shape.trained_context.unwrap_or(u64::MAX);
+    CONTEXT_STEPS
+        .iter()
+        .copied()
+        .filter(|c| *c <= longest)
+        .filter(|c| budget.is_none_or(|b| total_at(*c) <= b))
+        .collect()
+}
+
 fn row(
     spec: &ModelSpec,
     shape: &ModelShape,
@@ -255,13 +271,7 @@ fn row(
         )
     };
     let e = at(context);
-    let longest = shape.trained_context.unwrap_or(u64::MAX);
-    let contexts_that_fit = CONTEXT_STEPS
-        .iter()
-        .copied()
-        .filter(|c| *c <= longest)
-        .filter(|c| budget.is_none_or(|b| at(*c).total <= b))
-        .collect();
+    let contexts_that_fit = contexts_that_fit(shape, budget, |c| at(c).total);
     FitRow {
         name: spec.id.clone(),
         parameters: shape.parameters,

@@ -132,11 +132,8 @@ pub fn detect_devices(config: &Config, device: Device, look_for_gpus: bool) -> D
         .as_deref()
         .and_then(|p| p.parse().ok())
         .unwrap_or_default();
-    let probe = devices::open_probe(&choice, device);
-    let readings = probe
-        .as_ref()
-        .and_then(|p| p.read().ok())
-        .unwrap_or_default();
+    let (probe, readings) = devices::open_probe(&choice, device).unzip();
+    let readings = readings.unwrap_or_default();
     let source = probe
         .as_ref()
         .map_or("no probe".to_string(), |p| p.source());

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::FitArgs;
 use crate::config::Config;
-use crate::fit::{models_to_size, short_count};
+use crate::fit::{contexts_that_fit, models_to_size, short_count};
 use crate::progress::human_bytes;
 
 /// One row of the guide's table: a tier of GPU memory (or a Mac's GPU share of unified
@@ -85,9 +85,6 @@ pub const CLASSES: [(&str, f64, Option<f64>); 7] = [
 /// cache fit: a coding agent's working context for one user.
 pub const RUNS_WELL_CONTEXT: u64 = 8192;
 
-/// Contexts tried for "the longest context that fits".
-const CONTEXT_STEPS: [u64; 8] = [2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144];
-
 /// One tier's answer.
 #[derive(Debug, Serialize)]
 pub struct TierRow {
@@ -148,18 +145,15 @@ pub fn runs_well_at_q4(bytes: u64) -> Option<&'static str> {
 
 /// The table for `shape` at `context` x `parallel`.
 pub fn rows(shape: &ModelShape, context: u64, parallel: u64) -> Vec<TierRow> {
-    let longest_trained = shape.trained_context.unwrap_or(u64::MAX);
+    let total = estimate(shape, &gpu_settings(context, parallel)).total;
+    let total_at = |c| estimate(shape, &gpu_settings(c, parallel)).total;
     TIERS
         .iter()
         .map(|tier| {
             let bytes = tier.gib << 30;
-            let total = estimate(shape, &gpu_settings(context, parallel)).total;
-            let longest_context = CONTEXT_STEPS
-                .iter()
-                .copied()
-                .filter(|c| *c <= longest_trained)
-                .filter(|c| estimate(shape, &gpu_settings(*c, parallel)).total <= bytes)
-                .max();
+            let longest_context = contexts_that_fit(shape, Some(bytes), total_at)
+                .last()
+                .copied();
             TierRow {
                 tier: tier.label,
                 bytes,

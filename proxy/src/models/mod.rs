@@ -186,9 +186,14 @@ impl ModelRegistry {
             probe: residency.probe.clone(),
             loads: Arc::default(),
         };
+        // One entry per device the scheduler keeps books for, with no probe too.
+        let devices = match residency.devices {
+            devices if devices.is_empty() => residency::devices::budgets(None, &[], "no probe"),
+            devices => devices,
+        };
         let scheduler = Scheduler::new(
             SchedulerSettings {
-                budgets: residency.devices.iter().map(|d| d.budget_bytes).collect(),
+                budgets: devices.iter().map(|d| d.budget_bytes).collect(),
                 keep_alive: residency.keep_alive,
             },
             plans,
@@ -211,7 +216,7 @@ impl ModelRegistry {
             slots,
             scheduler,
             device: residency.device,
-            devices: residency.devices,
+            devices,
             gpus_seen: residency.gpus_seen,
             auto_pull: residency.auto_pull,
             pulling: tokio::sync::Mutex::new(()),
@@ -360,7 +365,8 @@ impl ModelRegistry {
         self.scheduler.status()
     }
 
-    /// Each device's budget as decided at start-up, and where it came from.
+    /// Each device's budget as decided at start-up, and where it came from: one for each of
+    /// the scheduler's devices, in its order.
     pub fn device_budgets(&self) -> &[DeviceBudget] {
         &self.devices
     }

@@ -52,21 +52,12 @@ pub fn status(state: &ServerState) -> Response<Body> {
     let mut status = state.models.status();
     let (budget_bytes, reserved_bytes) = (status.budget_bytes, status.reserved_bytes);
     let waiting_for_memory = std::mem::take(&mut status.waiting_for_memory);
-    let budgets = state.models.device_budgets();
     let devices = status
         .devices
         .iter()
-        .map(|books| DeviceStatus {
-            budget: budgets.get(books.index).cloned().unwrap_or_else(|| {
-                crate::residency::devices::DeviceBudget {
-                    index: books.index,
-                    name: "unknown device".into(),
-                    total_bytes: None,
-                    free_at_start_bytes: None,
-                    budget_bytes: books.budget_bytes,
-                    source: "no limit".into(),
-                }
-            }),
+        .zip(state.models.device_budgets())
+        .map(|(books, budget)| DeviceStatus {
+            budget: budget.clone(),
             limit_bytes: books.limit_bytes,
             reserved_bytes: books.reserved_bytes,
         })

@@ -100,9 +100,13 @@ impl std::str::FromStr for ProbeChoice {
     }
 }
 
-/// The probe for models on `device`, chosen by `choice`; `None` when none can be opened (the
-/// log says why, and the budget is then only what is configured).
-pub fn open_probe(choice: &ProbeChoice, device: Device) -> Option<Arc<dyn MemoryProbe>> {
+/// The probe for models on `device`, chosen by `choice`, with its first reading of the
+/// devices (never empty); `None` when none can be opened or read (the log says why, and the
+/// budget is then only what is configured).
+pub fn open_probe(
+    choice: &ProbeChoice,
+    device: Device,
+) -> Option<(Arc<dyn MemoryProbe>, Vec<DeviceMemory>)> {
     let opened: Result<Arc<dyn MemoryProbe>, String> = match (choice, device) {
         (ProbeChoice::File(path), _) => Ok(Arc::new(FileProbe::new(path.clone()))),
         (ProbeChoice::Cpu, _) | (ProbeChoice::Auto, Device::Cpu) => Ok(Arc::new(CpuProbe)),
@@ -115,7 +119,7 @@ pub fn open_probe(choice: &ProbeChoice, device: Device) -> Option<Arc<dyn Memory
     };
     match opened {
         Ok(probe) => match probe.read() {
-            Ok(devices) if !devices.is_empty() => Some(probe),
+            Ok(devices) if !devices.is_empty() => Some((probe, devices)),
             Ok(_) => {
                 tracing::warn!(probe = %probe.source(), "the memory probe sees no device");
                 None

@@ -29,22 +29,16 @@ fn hysteresis(budget: u64) -> u64 {
 pub struct DeviceWatch<M> {
     scheduler: Scheduler<M>,
     probe: Arc<dyn MemoryProbe>,
-    /// The limit last given to each device; `None` while it has its whole budget.
-    applied: Vec<Option<u64>>,
 }
 
 impl<M: Send + Sync + 'static> DeviceWatch<M> {
     /// A watch over the devices `probe` reads, for `scheduler`'s books.
     pub fn new(scheduler: Scheduler<M>, probe: Arc<dyn MemoryProbe>) -> Self {
-        Self {
-            scheduler,
-            probe,
-            applied: Vec::new(),
-        }
+        Self { scheduler, probe }
     }
 
     /// Reads the devices once and moves the limits that changed.
-    pub fn look(&mut self) {
+    pub fn look(&self) {
         let devices = match self.probe.read() {
             Ok(devices) => devices,
             Err(e) => {
@@ -53,7 +47,6 @@ impl<M: Send + Sync + 'static> DeviceWatch<M> {
             }
         };
         let status = self.scheduler.status();
-        self.applied.resize(status.devices.len(), None);
         for (books, now) in status.devices.iter().zip(&devices) {
             let Some(budget) = books.budget_bytes else {
                 continue;
@@ -61,7 +54,10 @@ impl<M: Send + Sync + 'static> DeviceWatch<M> {
             let available = available_to_porten(now, books.reserved_bytes);
             let index = books.index;
             let wanted = (available < budget).then_some(available);
-            let moved = match (self.applied[index], wanted) {
+            // The limit given last, `None` while the device has its whole budget: the watch
+            // only ever lowers a limit below the budget.
+            let applied = books.limit_bytes.filter(|l| *l < budget);
+            let moved = match (applied, wanted) {
                 (None, None) => false,
                 (Some(a), Some(w)) => a.abs_diff(w) > hysteresis(budget),
                 _ => true,
@@ -87,7 +83,6 @@ impl<M: Send + Sync + 'static> DeviceWatch<M> {
                     "the memory other processes held is back: the device has its whole budget again"
                 ),
             }
-            self.applied[index] = wanted;
             self.scheduler.limit_device(index, wanted);
         }
     }
@@ -98,7 +93,7 @@ pub async fn watch_devices<M: Send + Sync + 'static>(
     scheduler: Scheduler<M>,
     probe: Arc<dyn MemoryProbe>,
 ) {
-    let mut watch = DeviceWatch::new(scheduler, probe);
+    let watch = DeviceWatch::new(scheduler, probe);
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
         if watch.scheduler.is_closed() {
@@ -185,7 +180,7 @@ mod tests {
             Arc::new(Immediate),
             Arc::new(LeastRecentlyUsed),
         );
-        let mut watch = DeviceWatch::new(scheduler.clone(), probe.clone());
+        let watch = DeviceWatch::new(scheduler.clone(), probe.clone());
         scheduler.load("a").await.unwrap();
         scheduler.load("b").await.unwrap();
         assert_eq!(device_of(&scheduler, "a"), (0, "loaded"));
