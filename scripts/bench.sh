@@ -8,7 +8,8 @@
 # cost the requests beside them; and porten against llama.cpp's llama-server on the same GGUF
 # files (decode, first token on short and long prompts, a repeated long prefix); and pulls from
 # a Hugging Face Hub-protocol server (olah) against huggingface_hub's hf_hub_download; and the
-# hub's placement on a simulated 1,000-node fleet against a cluster-wide LRU baseline.
+# hub's placement on a simulated 1,000-node fleet against a cluster-wide LRU baseline; and
+# what `porten hub` adds to a one-token request against the node directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porten-target}"
@@ -25,3 +26,4 @@ cargo bench --bench pull
 cargo bench --bench plugins
 cargo bench --bench hub_pull
 cargo bench -p porten-hub --bench fleet_simulation
+cargo bench --bench hub_overhead

@@ -40,6 +40,10 @@ fi
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   apt-get install -y -qq nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 fi
+# iproute2: network namespaces and veth pairs, one per node of the fleet tests (tests/fleet.rs).
+if ! command -v ip >/dev/null && [ ! -x /usr/sbin/ip ]; then
+  apt-get install -y -qq iproute2 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+fi
 bash scripts/fetch-smollm2.sh >/dev/null
 # The policy plugins, built from source (Debian's Rust for wasm; installs it when missing).
 bash scripts/build-plugins.sh >/dev/null

@@ -35,6 +35,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve models on an OpenAI-compatible HTTP endpoint.
     Serve(ServeArgs),
+    /// One endpoint for many machines: route each request to a `porten serve --hub` node that
+    /// has its model, or ask one with room to load it.
+    Hub(HubArgs),
     /// Import a .gguf file, a model directory or a Hugging Face cache snapshot into the store.
     Import(ImportArgs),
     /// List the models in the store (or, with --remote, in the mirror).
@@ -325,6 +328,37 @@ pub struct ServeArgs {
     /// Record no metrics and serve no /metrics [env: PORTEN_METRICS=off]
     #[arg(long)]
     pub no_metrics: bool,
+    /// Join this hub (`http://HOST:PORT`) as one of its nodes [env: PORTEN_HUB]
+    #[arg(long, value_name = "URL")]
+    pub hub: Option<String>,
+    /// This node's name in the fleet [env: PORTEN_NODE_NAME; default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+/// `porten hub`.
+#[derive(Debug, clap::Args)]
+pub struct HubArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Address to listen on [env: PORTEN_LISTEN; default: 127.0.0.1:8080]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Record no metrics and serve no /metrics [env: PORTEN_METRICS=off]
+    #[arg(long)]
+    pub no_metrics: bool,
+}
+
+impl HubArgs {
+    /// The flags as configuration overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            no_metrics: self.no_metrics,
+            ..self.common.overrides()
+        }
+    }
 }
 
 impl ServeArgs {
@@ -338,6 +372,8 @@ impl ServeArgs {
             vram_budget_mb: self.vram_budget_mb,
             keep_alive: self.keep_alive,
             no_metrics: self.no_metrics,
+            hub: self.hub.clone(),
+            node_name: self.node_name.clone(),
             ..self.common.overrides()
         }
     }

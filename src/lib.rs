@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod cpu;
 pub mod fit;
+pub mod fleet;
 pub mod mirror_cmd;
 pub mod plugin_check;
 pub mod plugins;

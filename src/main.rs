@@ -59,6 +59,11 @@ async fn run(command: Command, telemetry: &mut Telemetry) -> anyhow::Result<()> 
             let metrics = telemetry.install_metrics(&config.telemetry, &env)?;
             porten::serve::serve(config, metrics).await
         }
+        Command::Hub(args) => {
+            let config = load(&args.overrides())?;
+            let metrics = telemetry.install_metrics(&config.telemetry, &env)?;
+            porten::fleet::hub::run(config, metrics).await
+        }
         Command::Import(a) => {
             let store = store_of(&a.common)?;
             tokio::task::block_in_place(|| {

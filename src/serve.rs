@@ -18,11 +18,13 @@ use crate::sizing::{detect_devices, shape_of};
 /// Runs the server until SIGINT or SIGTERM.
 /// `metrics` renders `/metrics` (none: metrics are off).
 pub async fn serve(config: Config, metrics: Option<MetricsText>) -> anyhow::Result<()> {
-    let (server, store) = bind(config, metrics).await?;
+    let fleet = config.fleet.clone();
+    let (server, store, models) = bind(config, metrics).await?;
     let addr = server.local_addr()?;
     // A stable line on stdout, for scripts and tests that asked for port 0.
     println!("porten listening on http://{addr}");
     tracing::info!(%addr, "listening");
+    crate::fleet::join::spawn(&fleet, models, store.clone(), addr.port());
     let result = server.run(shutdown_signal()).await;
     store.end_session();
     result?;
@@ -33,7 +35,7 @@ pub async fn serve(config: Config, metrics: Option<MetricsText>) -> anyhow::Resu
 /// process until it exits. Its address.
 pub async fn spawn_local(mut config: Config) -> anyhow::Result<std::net::SocketAddr> {
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let (server, store) = bind(config, None).await?;
+    let (server, store, _) = bind(config, None).await?;
     let addr = server.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = server.run(std::future::pending()).await {
@@ -48,7 +50,7 @@ pub async fn spawn_local(mut config: Config) -> anyhow::Result<std::net::SocketA
 async fn bind(
     mut config: Config,
     metrics: Option<MetricsText>,
-) -> anyhow::Result<(BoundServer, Arc<Store>)> {
+) -> anyhow::Result<(BoundServer, Arc<Store>, Arc<ModelRegistry>)> {
     raise_file_limit();
     tracing::info!(kernels = %crate::cpu::kernels(), "cpu");
     let plugins = crate::plugins::Plugins::load(&config)?;
@@ -121,7 +123,7 @@ async fn bind(
         .with_context(|| format!("cannot listen on {}", config.server.listen))?
         .with_catalog(catalog);
     tracing::info!(models = config.models.len(), "models resolved");
-    Ok((server, store))
+    Ok((server, store, models))
 }
 
 /// Every connection is a file: the soft limit goes up to the hard one before anything opens.
@@ -319,7 +321,7 @@ async fn reload_on_sighup(plugins: Arc<crate::plugins::Plugins>) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await

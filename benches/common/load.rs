@@ -82,10 +82,11 @@ pub fn measure(addr: SocketAddr, clients: usize, secs: f64) -> (f64, Vec<f64>) {
 }
 
 /// One variant's figures over all rounds: the median of its rounds' requests/s and the median
-/// of all its latencies, in ms.
+/// and 99th percentile of all its latencies, in ms.
 pub struct Medians {
     pub rate: f64,
     pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// `rounds` rounds of `run(true)` and `run(false)`, each a `measure`, in alternating order so
@@ -108,9 +109,14 @@ pub fn interleaved(
             all.extend(latencies);
         }
     }
-    let [yes, no] = figures.map(|(rates, latencies)| Medians {
-        rate: super::median(rates),
-        p50_ms: super::median(latencies) * 1e3,
+    let [yes, no] = figures.map(|(rates, mut latencies)| {
+        latencies.sort_by(f64::total_cmp);
+        let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+        Medians {
+            rate: super::median(rates),
+            p50_ms: super::median(latencies) * 1e3,
+            p99_ms: p99 * 1e3,
+        }
     });
     (yes, no)
 }

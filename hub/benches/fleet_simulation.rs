@@ -106,6 +106,7 @@ fn simulate(policy: Policy, sizes: &[u64], budgets: &[u64], cdf: &[f64]) -> Outc
             reserved_bytes: 0,
             models: Vec::new(),
             store: Vec::new(),
+            catalog: Vec::new(),
         })
         .collect();
     // Absolute times of each (node, model): last use and load, and when requests end.

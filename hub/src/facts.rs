@@ -52,6 +52,19 @@ pub struct NodeFacts {
     pub models: Vec<ModelFacts>,
     /// Models whose weights are in its store (a load needs no pull).
     pub store: Vec<String>,
+    /// Models it can load (from its store or its mirror), with the bytes it estimates each
+    /// needs there.
+    #[serde(default)]
+    pub catalog: Vec<Offer>,
+}
+
+/// A model a node can load, and the bytes it would charge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Its name.
+    pub model: String,
+    /// The node's estimate of its memory, in bytes.
+    pub bytes: u64,
 }
 
 impl NodeFacts {
@@ -63,6 +76,14 @@ impl NodeFacts {
     /// Its facts about `model`, when it holds it.
     pub fn model(&self, model: &str) -> Option<&ModelFacts> {
         self.models.iter().find(|m| m.model == model)
+    }
+
+    /// Its estimate for `model`, when it can load it.
+    pub fn offer(&self, model: &str) -> Option<u64> {
+        self.catalog
+            .iter()
+            .find(|o| o.model == model)
+            .map(|o| o.bytes)
     }
 
     /// Whether its store has `model`'s weights.

@@ -6,7 +6,9 @@
 #![deny(missing_docs)]
 
 pub mod facts;
+pub mod fleet;
 pub mod placement;
 
-pub use facts::{ModelFacts, ModelState, NodeFacts};
+pub use facts::{ModelFacts, ModelState, NodeFacts, Offer};
+pub use fleet::{Decision, Fleet, HotSettings, Member, PlacementRecord, Target};
 pub use placement::{route, Placement, PlacementSettings, Route, Strategy};

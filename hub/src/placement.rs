@@ -11,12 +11,12 @@
 
 use std::cmp::Reverse;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::facts::{ModelFacts, ModelState, NodeFacts};
 
 /// How to choose among nodes where a model fits without unloading anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// The node with the most free memory: models spread, and each node keeps room.
@@ -266,6 +266,7 @@ mod tests {
             reserved_bytes: models.iter().map(|m| m.bytes).sum(),
             models,
             store: store.iter().map(|s| s.to_string()).collect(),
+            catalog: Vec::new(),
         }
     }
 

@@ -85,6 +85,7 @@ impl Sim {
                         })
                         .collect(),
                     store: n.store.clone(),
+                    catalog: Vec::new(),
                 }
             })
             .collect();

@@ -3,6 +3,7 @@
 //! One module per section: its table, defaults, environment variables, flags and validation.
 
 mod env;
+mod fleet;
 mod hub;
 mod memory;
 mod mirror;
@@ -19,6 +20,7 @@ use porten_proxy::residency::KeepAlive;
 use serde::{Deserialize, Serialize};
 
 pub use env::EnvLookup;
+pub use fleet::FleetConfig;
 pub use hub::HubConfig;
 pub use mirror::MirrorConfig;
 pub use plugins::PluginSettings;
@@ -41,6 +43,8 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// Models from a Hugging Face Hub.
     pub hub: HubConfig,
+    /// Many machines behind one `porten hub`.
+    pub fleet: FleetConfig,
     /// WebAssembly policy plugins.
     pub plugins: PluginSettings,
     /// What porten reports: `/metrics` (traces and OTLP export follow the standard `OTEL_*`
@@ -93,6 +97,10 @@ pub struct Overrides {
     pub no_metrics: bool,
     /// `--mirror`.
     pub mirror: Option<String>,
+    /// `--hub`.
+    pub hub: Option<String>,
+    /// `--node-name`.
+    pub node_name: Option<String>,
 }
 
 impl Config {
@@ -137,6 +145,7 @@ impl Config {
         self.plugins.apply_env(env);
         self.mirror.apply_env(env)?;
         self.hub.apply_env(env)?;
+        self.fleet.apply_env(env)?;
         Ok(())
     }
 
@@ -146,6 +155,12 @@ impl Config {
         memory::apply_overrides(&mut self.memory, o);
         self.telemetry.apply_overrides(o);
         self.mirror.apply_overrides(o);
+        if let Some(hub) = &o.hub {
+            self.fleet.hub = Some(hub.clone());
+        }
+        if let Some(name) = &o.node_name {
+            self.fleet.node_name = Some(name.clone());
+        }
         for model in &o.models {
             self.models.retain(|m| m.id != model.id);
             self.models.push(model.clone());
@@ -162,6 +177,7 @@ impl Config {
         memory::validate(&self.memory)?;
         self.plugins.validate()?;
         self.mirror.validate()?;
+        self.fleet.validate()?;
         Ok(())
     }
 }

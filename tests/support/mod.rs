@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod netns;
 pub mod s3;
 pub mod server;
 

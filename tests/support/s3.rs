@@ -22,7 +22,17 @@ impl Moto {
     /// Starts moto on a port it picks itself (port 0), so that no other test's server can take
     /// the port between picking and binding it.
     pub fn start() -> Self {
-        let (mut child, named_port) = spawn(0);
+        Self::start_listening_on("127.0.0.1")
+    }
+
+    /// Like [`Self::start`], listening on every address (for clients in other network
+    /// namespaces); still reached on 127.0.0.1 here.
+    pub fn start_on_every_address() -> Self {
+        Self::start_listening_on("0.0.0.0")
+    }
+
+    fn start_listening_on(host: &str) -> Self {
+        let (mut child, named_port) = spawn(host, 0);
         let port = match named_port.recv_timeout(Duration::from_secs(60)) {
             Ok(port) => port,
             Err(_) => {
@@ -35,7 +45,7 @@ impl Moto {
 
     /// Starts moto on `port` (one a killed moto had) and waits until it answers.
     pub fn start_on(port: u16) -> Self {
-        let (child, _) = spawn(port);
+        let (child, _) = spawn("127.0.0.1", port);
         Self::wait_until_it_answers(child, port)
     }
 
@@ -116,8 +126,8 @@ pub fn client(endpoint: SocketAddr, bucket: &str) -> object_store::aws::AmazonS3
         .unwrap()
 }
 
-/// Starts `moto_server` on `port`; the port it listens on comes through the receiver.
-fn spawn(port: u16) -> (Child, std::sync::mpsc::Receiver<u16>) {
+/// Starts `moto_server` on `host`:`port`; the port it listens on comes through the receiver.
+fn spawn(host: &str, port: u16) -> (Child, std::sync::mpsc::Receiver<u16>) {
     let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
     assert!(
         binary.exists(),
@@ -125,7 +135,7 @@ fn spawn(port: u16) -> (Child, std::sync::mpsc::Receiver<u16>) {
         binary.display()
     );
     let mut child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", host, "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

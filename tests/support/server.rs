@@ -49,10 +49,52 @@ impl Porten {
         Self::spawn(command, args, &[])
     }
 
-    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
+    fn spawn(command: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(
+            command,
+            &["serve", "--listen", "127.0.0.1:0"],
+            args,
+            env,
+            "porten listening on http://",
+        )
+    }
+
+    /// `porten HEAD... ARGS...` in network namespace `netns` (`ip netns exec`, which execs
+    /// porten itself: the child is the server), waiting until it announces its address on a
+    /// line starting with `announce`. `PORTEN_HOME` in `env` replaces the fresh home.
+    pub fn launch_in(
+        netns: &str,
+        head: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        announce: &str,
+    ) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_porten")]);
+        Self::launch(command, head, args, env, announce)
+    }
+
+    /// `porten HEAD... ARGS...` here, as [`Self::launch_in`] does in a namespace.
+    pub fn launch_here(head: &[&str], args: &[&str], env: &[(&str, &str)], announce: &str) -> Self {
+        Self::launch(
+            Command::new(env!("CARGO_BIN_EXE_porten")),
+            head,
+            args,
+            env,
+            announce,
+        )
+    }
+
+    fn launch(
+        mut command: Command,
+        head: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        announce: &str,
+    ) -> Self {
         let home = tempfile::tempdir().unwrap();
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(head)
             .args(args)
             .env("PORTEN_HOME", home.path())
             .env_remove("PORTEN_API_KEYS")
@@ -78,7 +120,7 @@ impl Porten {
         stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
-            .strip_prefix("porten listening on http://")
+            .strip_prefix(announce)
             .unwrap_or_else(|| {
                 std::thread::sleep(Duration::from_millis(200));
                 panic!("porten did not start: {line:?}\n{}", log.lock().unwrap())
@@ -181,6 +223,12 @@ impl Porten {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Sends SIGKILL and waits for the process to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.

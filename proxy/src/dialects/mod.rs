@@ -47,6 +47,42 @@ impl Dialect {
     }
 }
 
+/// The last frame of a stream that `error` broke midway, in the shape of the stream at
+/// `path`: an NDJSON error line for Ollama's, an `error` event for Anthropic's and the
+/// Responses API's, an error object for OpenAI's chat and completions. The hub ends a
+/// forwarded stream with it when its node goes away mid-answer.
+pub fn stream_error_frame(path: &str, ndjson: bool, error: &Error) -> bytes::Bytes {
+    let named =
+        |event: &str, data: Value| bytes::Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+    let message = crate::http::respond::client_message(error);
+    match Dialect::of_path(path) {
+        _ if ndjson => {
+            let line = serde_json::to_string(&ollama::error::error_line(error))
+                .expect("wire types always serialize");
+            bytes::Bytes::from(line + "\n")
+        }
+        Dialect::Anthropic => named(
+            "error",
+            serde_json::to_value(anthropic::error::error_body(error))
+                .expect("wire types always serialize"),
+        ),
+        Dialect::OpenAi if path.starts_with("/v1/responses") => named(
+            "error",
+            serde_json::json!({
+                "type": "error",
+                "code": openai::error::kind_and_code(error).1.unwrap_or("server_error"),
+                "message": message,
+                "param": null,
+            }),
+        ),
+        Dialect::OpenAi | Dialect::Ollama => {
+            let object = serde_json::to_string(&openai::error::error_object(error))
+                .expect("wire types always serialize");
+            bytes::Bytes::from(format!("data: {object}\n\n"))
+        }
+    }
+}
+
 /// `value[field]` as a string, or a 400 that names `path.field`: for the dialects that read
 /// their items and blocks from JSON.
 pub(crate) fn str_field<'a>(value: &'a Value, field: &str, path: &str) -> Result<&'a str> {
@@ -89,4 +125,43 @@ pub(crate) fn check_embedding_inputs(empty: &[bool], dimensions: Option<usize>) 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_stream_ends_in_its_own_dialect() {
+        let error = Error::ModelUnavailable {
+            model: "m".into(),
+            reason: "node `n1` went away mid-answer".into(),
+        };
+        let text = |path, ndjson| {
+            String::from_utf8(stream_error_frame(path, ndjson, &error).to_vec()).unwrap()
+        };
+        let chat = text("/v1/chat/completions", false);
+        assert!(
+            chat.starts_with("data: {\"error\":") && chat.ends_with("\n\n"),
+            "{chat}"
+        );
+        let messages = text("/v1/messages", false);
+        assert!(
+            messages.starts_with("event: error\ndata: {\"type\":\"error\""),
+            "{messages}"
+        );
+        let responses = text("/v1/responses", false);
+        assert!(
+            responses.starts_with("event: error\ndata: {\"type\":\"error\""),
+            "{responses}"
+        );
+        let ollama = text("/api/chat", true);
+        assert!(
+            ollama.starts_with("{\"error\":") && ollama.ends_with("}\n"),
+            "{ollama}"
+        );
+        for frame in [chat, messages, responses, ollama] {
+            assert!(frame.contains("went away mid-answer"), "{frame}");
+        }
+    }
 }

@@ -39,6 +39,8 @@ pub(super) struct Entry<M> {
     pub(super) in_flight: usize,
     pub(super) waiting: usize,
     pub(super) last_used: Instant,
+    /// When its last load finished.
+    pub(super) loaded_at: Option<Instant>,
     pub(super) expires: Option<Instant>,
     pub(super) unload_requested: bool,
     pub(super) loads: u64,
@@ -57,6 +59,7 @@ impl<M> Entry<M> {
             in_flight: 0,
             waiting: 0,
             last_used: now,
+            loaded_at: None,
             expires: None,
             unload_requested: false,
             loads: 0,

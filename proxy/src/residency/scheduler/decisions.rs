@@ -220,6 +220,7 @@ impl<M: Send + Sync + 'static> Inner<M> {
                 entry.phase = Phase::Loaded(model);
                 entry.loads += 1;
                 entry.last_used = Instant::now();
+                entry.loaded_at = Some(entry.last_used);
                 entry.expires = entry.keep_alive.duration().map(|d| Instant::now() + d);
                 let (estimate, after) = (entry.estimate, entry.charge());
                 books.devices[device].reserved = books.devices[device].reserved - before + after;

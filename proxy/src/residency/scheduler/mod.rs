@@ -313,6 +313,13 @@ impl<M: Send + Sync + 'static> Scheduler<M> {
                     .expires
                     .filter(|_| e.idle())
                     .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                idle_ms: e
+                    .idle()
+                    .then(|| now.saturating_duration_since(e.last_used).as_millis() as u64),
+                loaded_ms: e
+                    .loaded_at
+                    .filter(|_| matches!(e.phase, Phase::Loaded(_)))
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64),
                 loads: e.loads,
                 requests: e.requests,
                 error: match &e.phase {

@@ -25,6 +25,10 @@ pub struct ModelResidency {
     pub keep_alive: KeepAlive,
     /// Milliseconds until it is unloaded for being idle, when that is scheduled.
     pub expires_in_ms: Option<u64>,
+    /// Milliseconds since its last request finished, while it is loaded and idle.
+    pub idle_ms: Option<u64>,
+    /// Milliseconds since it finished loading, while it is loaded.
+    pub loaded_ms: Option<u64>,
     /// Times it was loaded.
     pub loads: u64,
     /// Requests it served.
