@@ -10,45 +10,10 @@ mod common;
 #[path = "../tests/support/fixtures.rs"]
 mod fixtures;
 
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::{interleaved, measure};
 use common::{env_usize, Porten};
-
-/// `porten hub` on a free port of 127.0.0.1, killed when dropped.
-struct Hub(std::process::Child, SocketAddr);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub(home: &std::path::Path) -> Hub {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porten"))
-        .args(["hub", "--listen", "127.0.0.1:0", "--no-metrics"])
-        .env("PORTEN_HOME", home)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the hub");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("porten hub listening on http://")
-        .expect("the hub started")
-        .parse()
-        .unwrap();
-    Hub(child, addr)
-}
 
 fn main() {
     let rounds = env_usize("BENCH_ROUNDS", 6);
@@ -58,9 +23,14 @@ fn main() {
     fixtures::write_tiny_chat_model(&tiny);
     let hub_home = work.path().join("hub");
     std::fs::create_dir_all(&hub_home).unwrap();
-    let hub = start_hub(&hub_home);
+    let hub = Porten::launch(
+        &hub_home,
+        &["hub", "--listen", "127.0.0.1:0", "--no-metrics"],
+        &[],
+        "porten hub listening on http://",
+    );
     let node_home = work.path().join("node");
-    std::env::set_var("PORTEN_HUB", format!("http://{}", hub.1));
+    std::env::set_var("PORTEN_HUB", format!("http://{}", hub.addr));
     std::env::set_var("PORTEN_NODE_NAME", "bench");
     let model = format!("tiny={}", tiny.display());
     let node = Porten::start(
@@ -70,11 +40,11 @@ fn main() {
     std::env::remove_var("PORTEN_HUB");
     // Until the node has reported, the hub has nowhere to send the model.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !common::bodiless(hub.1, "GET", "/hub/status").contains("\"bench\"") {
+    while !common::bodiless(hub.addr, "GET", "/hub/status").contains("\"bench\"") {
         assert!(Instant::now() < deadline, "the node never reported");
         std::thread::sleep(Duration::from_millis(100));
     }
-    for addr in [node.addr, hub.1] {
+    for addr in [node.addr, hub.addr] {
         measure(addr, 4, 1.0);
     }
     println!("one-token chat on a tiny model, {rounds} interleaved rounds of {secs} s");
@@ -82,7 +52,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for clients in [1, 16] {
         let (through, direct) = interleaved(rounds, |via_hub| {
-            measure(if via_hub { hub.1 } else { node.addr }, clients, secs)
+            measure(if via_hub { hub.addr } else { node.addr }, clients, secs)
         });
         println!(
             "| {clients} | {:.3} ms | {:.3} ms | {:+.3} ms | {:.3} ms | {:.3} ms | {:+.3} ms | {:.0} | {:.0} |",

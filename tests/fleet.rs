@@ -89,23 +89,36 @@ fn start_hub(port: u16, env: &[(&str, &str)]) -> (Porten, SocketAddr) {
     (hub, addr)
 }
 
-/// A node named `name` in its own namespace, joined to the hub at `hub_port`, pulling from
-/// the mirror; `home` is its store's home.
+/// A running node with the namespace it runs in and its home, both gone when it is dropped.
 struct Node {
     server: Porten,
     _netns: Netns,
     _home: tempfile::TempDir,
 }
 
+/// A node in a fresh namespace with an empty store; see [`start_node_at`].
 fn start_node(
     name: &str,
-    netns: Netns,
+    moto: &Moto,
+    hub_port: u16,
+    budget_mb: &str,
+    extra: &[(&str, &str)],
+) -> Node {
+    let home = tempfile::tempdir().unwrap();
+    start_node_at(name, home, moto, hub_port, budget_mb, extra)
+}
+
+/// A node named `name` in a fresh network namespace, joined to the hub at `hub_port`, pulling
+/// from the mirror within `budget_mb` of memory; `home` is its store's home.
+fn start_node_at(
+    name: &str,
     home: tempfile::TempDir,
     moto: &Moto,
     hub_port: u16,
     budget_mb: &str,
     extra: &[(&str, &str)],
 ) -> Node {
+    let netns = Netns::new();
     let moto_there = SocketAddr::from((netns.host_ip, moto.addr.port()));
     let mirror = mirror_env(moto, moto_there);
     let hub_url = format!("http://{}:{hub_port}", netns.host_ip);
@@ -231,25 +244,9 @@ fn a_fleet_places_models_where_they_fit_moves_off_a_dead_node_and_survives_a_hub
     let small = budget_mb(estimate, 1.2);
     let large = budget_mb(estimate, 1.8);
     let mut nodes = vec![
-        start_node("n0", Netns::new(), n0_home, &moto, hub_port, &small, &token),
-        start_node(
-            "n1",
-            Netns::new(),
-            tempfile::tempdir().unwrap(),
-            &moto,
-            hub_port,
-            &large,
-            &token,
-        ),
-        start_node(
-            "n2",
-            Netns::new(),
-            tempfile::tempdir().unwrap(),
-            &moto,
-            hub_port,
-            &large,
-            &token,
-        ),
+        start_node_at("n0", n0_home, &moto, hub_port, &small, &token),
+        start_node("n1", &moto, hub_port, &large, &token),
+        start_node("n2", &moto, hub_port, &large, &token),
     ];
     for node in &nodes {
         assert!(
@@ -423,8 +420,6 @@ fn a_stranger_is_refused_both_ways() {
     let (_hub, hub_addr) = start_hub(0, &[("PORTEN_HUB_TOKEN", TOKEN)]);
     let stranger = start_node(
         "stranger",
-        Netns::new(),
-        tempfile::tempdir().unwrap(),
         &moto,
         hub_addr.port(),
         &budget,
@@ -444,8 +439,6 @@ fn a_stranger_is_refused_both_ways() {
     let (_open_hub, open_addr) = start_hub(0, &[]);
     let wary = start_node(
         "wary",
-        Netns::new(),
-        tempfile::tempdir().unwrap(),
         &moto,
         open_addr.port(),
         &budget,
@@ -482,8 +475,8 @@ fn a_model_busy_on_every_copy_gets_a_second_one_and_the_idle_copy_goes() {
     node_config(&h0);
     node_config(&h1);
     let _nodes = [
-        start_node("c0", Netns::new(), h0, &moto, hub_addr.port(), &budget, &[]),
-        start_node("c1", Netns::new(), h1, &moto, hub_addr.port(), &budget, &[]),
+        start_node_at("c0", h0, &moto, hub_addr.port(), &budget, &[]),
+        start_node_at("c1", h1, &moto, hub_addr.port(), &budget, &[]),
     ];
     wait_for(hub_addr, 30, "two live nodes", |s| live_nodes(s) == 2);
     let first = served(hub_addr, "m1");

@@ -104,7 +104,8 @@ pub fn script_path(name: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// `porten serve --listen 127.0.0.1:0 ARGS` with warnings-only logs, killed when dropped.
+/// A `porten` process (`serve --listen 127.0.0.1:0 ARGS`, or another command) with
+/// warnings-only logs, killed when dropped.
 pub struct Porten {
     child: std::process::Child,
     /// The address it announced.
@@ -114,9 +115,25 @@ pub struct Porten {
 impl Porten {
     /// Starts it with `PORTEN_HOME` set to `home` and waits until it announces its address.
     pub fn start(home: &std::path::Path, args: &[&std::ffi::OsStr]) -> Self {
+        Self::launch(
+            home,
+            &["serve", "--listen", "127.0.0.1:0"],
+            args,
+            "porten listening on http://",
+        )
+    }
+
+    /// `porten HEAD... ARGS...` (`hub --listen 127.0.0.1:0`, say) with `PORTEN_HOME` set to
+    /// `home`, once it has printed its address after `announce`.
+    pub fn launch(
+        home: &std::path::Path,
+        head: &[&str],
+        args: &[&std::ffi::OsStr],
+        announce: &str,
+    ) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_porten"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(head)
             .args(args)
             .env("PORTEN_HOME", home)
             .env("RUST_LOG", "warn")
@@ -130,8 +147,8 @@ impl Porten {
             .unwrap();
         let addr = line
             .trim()
-            .strip_prefix("porten listening on http://")
-            .expect("porten started")
+            .strip_prefix(announce)
+            .unwrap_or_else(|| panic!("porten did not start: {line:?}"))
             .parse()
             .unwrap();
         Self { child, addr }
