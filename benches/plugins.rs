@@ -2,7 +2,10 @@
 //! run: placement (the pinned-favourites example against least-recently-used) and eviction (the
 //! GDSF example against least-recently-used), with 8 and with 1,000 candidates. Each decision is
 //! timed alone, over many calls; the p50 and p99 are printed with the plugin's overhead.
-//! Targets: plugin p50 <= 5 us with 8 candidates and <= 100 us with 1,000.
+//! Targets: plugin p50 <= 5 us with 8 candidates and <= 100 us with 1,000. And the hub's fleet
+//! placement (`porten:policy@0.2.0`, names sent once, nodes by index): the coding-on-gpus
+//! example against the built-in `route`, over fleets of 8 and 1,000 nodes (target: <= 100 us
+//! with 1,000).
 //!
 //! `cargo bench --bench plugins` (builds the plugins with `scripts/build-plugins.sh`).
 //! `PLUGIN_BENCH_CALLS` (default 20000) sets the calls per case.
@@ -37,7 +40,29 @@ fn main() {
     let eviction = WasmEvictionPolicy::load(&engine, &plugins.join("gdsf_eviction.wasm")).unwrap();
     // Answers a constant without looking at its input: the cost of the boundary alone.
     let ignoring = WasmEvictionPolicy::load(&engine, &plugins.join("bad_answer.wasm")).unwrap();
+    let fleet_plugin =
+        porten_plugins::WasmFleetPolicy::load(&engine, &plugins.join("coding_on_gpus.wasm"))
+            .unwrap();
     println!("per decision, {calls} calls each (release build):");
+    for n in [8, 1000] {
+        let fleet = fleet_of(n);
+        let settings = porten_hub::PlacementSettings::default();
+        let native = time(calls, || {
+            matches!(
+                porten_hub::route(&fleet, "qwen-coder", 6 << 30, &settings),
+                porten_hub::Route::Place(_)
+            ) as usize
+        });
+        let plugin = time(calls, || {
+            let candidates = porten_hub::policy::candidates(&fleet, "qwen-coder", 6 << 30, 30_000);
+            use porten_hub::FleetPolicy;
+            fleet_plugin
+                .choose_node(&fleet, "qwen-coder", 6 << 30, &candidates)
+                .unwrap()
+                .unwrap_or(0)
+        });
+        report("fleet", n, native, plugin);
+    }
     for n in [8, 1000] {
         let request = placement_request(n);
         let native = time(calls, || LeastRecentlyUsed.choose_victims(&request).len());
@@ -86,4 +111,35 @@ fn report(kind: &str, n: usize, native: Vec<Duration>, plugin: Vec<Duration>) {
         q(&plugin, 0.99),
         q(&plugin, 0.5) - q(&native, 0.5),
     );
+}
+
+/// `n` nodes (a quarter of them `gpu-*`), each with two idle models loaded long ago.
+fn fleet_of(n: usize) -> Vec<porten_hub::NodeFacts> {
+    (0..n)
+        .map(|i| {
+            let models: Vec<porten_hub::ModelFacts> = (0..2)
+                .map(|m| porten_hub::ModelFacts {
+                    model: format!("model-{i}-{m}"),
+                    state: porten_hub::ModelState::Loaded,
+                    bytes: 8 << 30,
+                    in_flight: 0,
+                    queued: 0,
+                    idle_ms: ((i * 7 + m * 13) % 600) as u64 * 1000,
+                    loaded_ms: 3_600_000,
+                })
+                .collect();
+            porten_hub::NodeFacts {
+                name: if i % 4 == 0 {
+                    format!("gpu-{i}")
+                } else {
+                    format!("mac-{i}")
+                },
+                budget_bytes: 24 << 30,
+                reserved_bytes: 16 << 30,
+                models,
+                store: Vec::new(),
+                catalog: Vec::new(),
+            }
+        })
+        .collect()
 }

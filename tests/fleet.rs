@@ -27,27 +27,32 @@ const NODE_ANNOUNCE: &str = "porten listening on http://";
 /// The mirror with tiny chat models `m1`..`m<count>` (each its own config, so its own
 /// model), and the estimate of one in bytes.
 fn mirror_with_models(count: usize) -> (Moto, u64) {
+    let names: Vec<String> = (1..=count).map(|i| format!("m{i}")).collect();
+    mirror_with(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The mirror with a tiny chat model under each name, each its own model; the estimate of one.
+fn mirror_with(names: &[&str]) -> (Moto, u64) {
     let moto = Moto::start_on_every_address();
     moto.create_bucket("team");
     let publisher = tempfile::tempdir().unwrap();
     let env = mirror_env(&moto, moto.addr);
-    for i in 1..=count {
-        let dir = publisher.path().join(format!("m{i}"));
+    for (i, name) in names.iter().enumerate() {
+        let dir = publisher.path().join(name);
         write_tiny_chat_model(&dir);
         let config = dir.join("config.json");
         let mut value: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-        value["rope_theta"] = json!(10000.0 + i as f64);
+        value["rope_theta"] = json!(10001.0 + i as f64);
         std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
-        let name = format!("m{i}");
         cli(
             publisher.path(),
-            &["import", dir.to_str().unwrap(), "--name", &name],
+            &["import", dir.to_str().unwrap(), "--name", name],
             &env,
         );
-        cli(publisher.path(), &["push", &name], &env);
+        cli(publisher.path(), &["push", name], &env);
     }
     let fit: Value =
-        serde_json::from_str(&cli(publisher.path(), &["fit", "m1", "--json"], &env)).unwrap();
+        serde_json::from_str(&cli(publisher.path(), &["fit", names[0], "--json"], &env)).unwrap();
     let estimate = fit["models"][0]["total"].as_u64().expect("an estimate");
     (moto, estimate)
 }
@@ -100,28 +105,32 @@ struct Node {
 fn start_node(
     name: &str,
     moto: &Moto,
-    hub_port: u16,
+    hub_ports: &[u16],
     budget_mb: &str,
     extra: &[(&str, &str)],
 ) -> Node {
     let home = tempfile::tempdir().unwrap();
-    start_node_at(name, home, moto, hub_port, budget_mb, extra)
+    start_node_at(name, home, moto, hub_ports, budget_mb, extra)
 }
 
-/// A node named `name` in a fresh network namespace, joined to the hub at `hub_port`, pulling
+/// A node named `name` in a fresh network namespace, joined to the hubs at `hub_ports`, pulling
 /// from the mirror within `budget_mb` of memory; `home` is its store's home.
 fn start_node_at(
     name: &str,
     home: tempfile::TempDir,
     moto: &Moto,
-    hub_port: u16,
+    hub_ports: &[u16],
     budget_mb: &str,
     extra: &[(&str, &str)],
 ) -> Node {
     let netns = Netns::new();
     let moto_there = SocketAddr::from((netns.host_ip, moto.addr.port()));
     let mirror = mirror_env(moto, moto_there);
-    let hub_url = format!("http://{}:{hub_port}", netns.host_ip);
+    let hub_url: Vec<String> = hub_ports
+        .iter()
+        .map(|port| format!("http://{}:{port}", netns.host_ip))
+        .collect();
+    let hub_url = hub_url.join(",");
     let listen = format!("{}:0", netns.ip);
     let home_path = home.path().to_str().unwrap().to_string();
     let mut env: Vec<(&str, &str)> = mirror
@@ -244,9 +253,9 @@ fn a_fleet_places_models_where_they_fit_moves_off_a_dead_node_and_survives_a_hub
     let small = budget_mb(estimate, 1.2);
     let large = budget_mb(estimate, 1.8);
     let mut nodes = vec![
-        start_node_at("n0", n0_home, &moto, hub_port, &small, &token),
-        start_node("n1", &moto, hub_port, &large, &token),
-        start_node("n2", &moto, hub_port, &large, &token),
+        start_node_at("n0", n0_home, &moto, &[hub_port], &small, &token),
+        start_node("n1", &moto, &[hub_port], &large, &token),
+        start_node("n2", &moto, &[hub_port], &large, &token),
     ];
     for node in &nodes {
         assert!(
@@ -421,7 +430,7 @@ fn a_stranger_is_refused_both_ways() {
     let stranger = start_node(
         "stranger",
         &moto,
-        hub_addr.port(),
+        &[hub_addr.port()],
         &budget,
         &[("PORTEN_HUB_TOKEN", "guess")],
     );
@@ -440,7 +449,7 @@ fn a_stranger_is_refused_both_ways() {
     let wary = start_node(
         "wary",
         &moto,
-        open_addr.port(),
+        &[open_addr.port()],
         &budget,
         &[("PORTEN_HUB_TOKEN", TOKEN)],
     );
@@ -475,8 +484,8 @@ fn a_model_busy_on_every_copy_gets_a_second_one_and_the_idle_copy_goes() {
     node_config(&h0);
     node_config(&h1);
     let _nodes = [
-        start_node_at("c0", h0, &moto, hub_addr.port(), &budget, &[]),
-        start_node_at("c1", h1, &moto, hub_addr.port(), &budget, &[]),
+        start_node_at("c0", h0, &moto, &[hub_addr.port()], &budget, &[]),
+        start_node_at("c1", h1, &moto, &[hub_addr.port()], &budget, &[]),
     ];
     wait_for(hub_addr, 30, "two live nodes", |s| live_nodes(s) == 2);
     let first = served(hub_addr, "m1");
@@ -530,4 +539,63 @@ fn a_model_busy_on_every_copy_gets_a_second_one_and_the_idle_copy_goes() {
     wait_for(hub_addr, 20, "the idle copies gone", |s| {
         holders(s, "m1").is_empty()
     });
+}
+
+#[test]
+fn the_example_fleet_plugin_decides_and_a_looping_one_falls_back_on_hubs_side_by_side() {
+    let plugins = support::built_plugins();
+    let example = plugins.join("coding_on_gpus.wasm");
+    let looping = plugins.join("fleet_loop_forever.wasm");
+    let (moto, estimate) = mirror_with(&["qwen-coder", "chat"]);
+    let (_deciding, deciding_addr) =
+        start_hub(0, &[("PORTEN_FLEET_PLUGIN", example.to_str().unwrap())]);
+    let (looping_hub, looping_addr) =
+        start_hub(0, &[("PORTEN_FLEET_PLUGIN", looping.to_str().unwrap())]);
+    // Both nodes report to both hubs; the Mac has more room, so spreading would pick it.
+    let gpu = start_node(
+        "gpu-1",
+        &moto,
+        &[deciding_addr.port(), looping_addr.port()],
+        &budget_mb(estimate, 1.5),
+        &[],
+    );
+    let mac = start_node(
+        "mac",
+        &moto,
+        &[deciding_addr.port(), looping_addr.port()],
+        &budget_mb(estimate, 1.9),
+        &[],
+    );
+    for hub in [deciding_addr, looping_addr] {
+        wait_for(hub, 30, "both nodes", |s| live_nodes(s) == 2);
+    }
+    assert_eq!(
+        served(deciding_addr, "qwen-coder"),
+        "gpu-1",
+        "the plugin keeps coding models on GPUs"
+    );
+    let placed = status(deciding_addr);
+    assert_eq!(
+        placed["placements"][0]["reason"], "plugin coding_on_gpus chose it",
+        "{placed:#}"
+    );
+    // The other hub's plugin never answers: the built-in policy places the model (the Mac,
+    // with the most room), within the deadline, and says why.
+    assert_eq!(served(looping_addr, "chat"), "mac");
+    assert!(
+        looping_hub.wait_for_log("the fleet placement plugin failed", 10),
+        "{}",
+        looping_hub.log()
+    );
+    let metrics = get(looping_addr, "/metrics").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("porten_hub_plugin_fallbacks_total") && l.contains("timeout")),
+        "{metrics}"
+    );
+    // Hubs side by side: each knows what the other placed, from the same reports.
+    assert_eq!(served(looping_addr, "qwen-coder"), "gpu-1");
+    assert_eq!(served(deciding_addr, "chat"), "mac");
+    drop((gpu, mac));
 }

@@ -4,12 +4,14 @@
 //! learns the fleet again from the next second's reports.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::facts::{ModelFacts, ModelState, NodeFacts};
 use crate::placement::{route, Placement, PlacementSettings, Route};
+use crate::policy::{candidates, place_on, FleetPolicy, PolicyFailure};
 
 /// How often nodes report.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -98,6 +100,8 @@ pub struct Decision {
     pub target: Target,
     /// Another copy to start loading now.
     pub second_copy: Option<(String, String, Vec<String>)>,
+    /// The placement plugin failed this decision (the built-in policy made it).
+    pub policy_failure: Option<PolicyFailure>,
 }
 
 /// One placement, for `/hub/status`.
@@ -128,6 +132,13 @@ pub struct Fleet {
     hot_since: HashMap<String, Instant>,
     decisions: VecDeque<PlacementRecord>,
     started: Instant,
+    policy: Option<Arc<dyn FleetPolicy>>,
+}
+
+impl std::fmt::Debug for dyn FleetPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FleetPolicy({})", self.name())
+    }
 }
 
 impl Fleet {
@@ -140,7 +151,14 @@ impl Fleet {
             hot_since: HashMap::new(),
             decisions: VecDeque::new(),
             started: now,
+            policy: None,
         }
+    }
+
+    /// Places models with `policy` (a plugin) where it answers, the built-in policy else.
+    pub fn with_policy(mut self, policy: Arc<dyn FleetPolicy>) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// A node's report. Loads the hub asked of it that the report shows (loading or loaded)
@@ -235,15 +253,25 @@ impl Fleet {
             return Decision {
                 target: Target::Unknown,
                 second_copy: None,
+                policy_failure: None,
             };
         };
+        let mut policy_failure = None;
         let target = match route(&view, model, estimate, settings) {
             Route::Serve { node } | Route::Queue { node } => Target::Node {
                 name: view[node].name.clone(),
                 address: addresses[node].clone(),
                 evict: None,
             },
-            Route::Place(placement) => {
+            Route::Place(builtin) => {
+                let placement = match self.by_policy(&view, model, estimate, settings.min_age_ms) {
+                    Ok(Some(chosen)) => chosen,
+                    Ok(None) => builtin,
+                    Err(failure) => {
+                        policy_failure = Some(failure);
+                        builtin
+                    }
+                };
                 let evict = placement.evict.clone();
                 let (name, address) = (
                     view[placement.node].name.clone(),
@@ -271,7 +299,39 @@ impl Fleet {
         Decision {
             target,
             second_copy,
+            policy_failure,
         }
+    }
+
+    /// The plugin's placement, checked: a node it names must be one that can take the model.
+    fn by_policy(
+        &self,
+        view: &[NodeFacts],
+        model: &str,
+        estimate: u64,
+        min_age_ms: u64,
+    ) -> Result<Option<Placement>, PolicyFailure> {
+        let Some(policy) = &self.policy else {
+            return Ok(None);
+        };
+        let able = candidates(view, model, estimate, min_age_ms);
+        let Some(node) = policy.choose_node(view, model, estimate, &able)? else {
+            return Ok(None);
+        };
+        let invalid = |detail: String| PolicyFailure {
+            cause: "invalid_answer",
+            detail,
+        };
+        if !able.iter().any(|c| c.node == node) {
+            return Err(invalid(format!(
+                "it chose node {node}, which is not one of the {} that can take `{model}`",
+                able.len()
+            )));
+        }
+        let reason = format!("plugin {} chose it", policy.name());
+        place_on(view, node, model, estimate, min_age_ms, reason)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("node {node} cannot make room for `{model}`")))
     }
 
     /// The live nodes but `excluded` that offer `model`, with what the hub knows beyond their

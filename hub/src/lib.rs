@@ -8,7 +8,9 @@
 pub mod facts;
 pub mod fleet;
 pub mod placement;
+pub mod policy;
 
 pub use facts::{ModelFacts, ModelState, NodeFacts, Offer};
 pub use fleet::{Decision, Fleet, HotSettings, Member, PlacementRecord, Target};
 pub use placement::{route, Placement, PlacementSettings, Route, Strategy};
+pub use policy::{Candidate, FleetPolicy, PolicyFailure};

@@ -226,7 +226,7 @@ fn evicting(
 
 /// `node`'s models that may be unloaded for another (loaded, idle, old enough) into `idle`,
 /// least recently used first.
-fn unloadable<'a>(node: &'a NodeFacts, min_age_ms: u64, idle: &mut Vec<&'a ModelFacts>) {
+pub(crate) fn unloadable<'a>(node: &'a NodeFacts, min_age_ms: u64, idle: &mut Vec<&'a ModelFacts>) {
     idle.clear();
     idle.extend(
         node.models

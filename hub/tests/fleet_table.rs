@@ -157,3 +157,60 @@ fn a_model_queued_on_every_copy_for_a_while_gets_a_second_copy() {
         "one is loading already"
     );
 }
+
+/// A policy that names the fleet index it was built with.
+struct Names(usize);
+
+impl porten_hub::FleetPolicy for Names {
+    fn name(&self) -> &str {
+        "names"
+    }
+
+    fn choose_node(
+        &self,
+        _: &[NodeFacts],
+        _: &str,
+        _: u64,
+        _: &[porten_hub::Candidate],
+    ) -> Result<Option<usize>, porten_hub::PolicyFailure> {
+        Ok(Some(self.0))
+    }
+}
+
+#[test]
+fn a_policy_places_where_it_says_unless_that_node_cannot_take_the_model() {
+    let now = Instant::now();
+    let report = |fleet: &mut Fleet, n2_loaded: &[(&str, u32)]| {
+        fleet.report(node("n1", 24, &[]), "10.0.0.1:1".into(), now);
+        fleet.report(node("n2", 8, n2_loaded), "10.0.0.2:1".into(), now);
+    };
+    let mut chosen = Fleet::new(now).with_policy(std::sync::Arc::new(Names(1)));
+    report(&mut chosen, &[]);
+    let decision = chosen.decide(
+        "a",
+        now,
+        &PlacementSettings {
+            min_age_ms: 0,
+            ..PlacementSettings::default()
+        },
+        &HotSettings::default(),
+        &[],
+    );
+    assert_eq!(decision.policy_failure, None);
+    assert_eq!(name_of(&decision.target), "n2", "not the spread's n1");
+    assert!(chosen
+        .decisions()
+        .any(|d| d.reason == "plugin names chose it"));
+    // With a busy model on n2 it cannot make room, so the built-in policy decides.
+    let mut refused = Fleet::new(now).with_policy(std::sync::Arc::new(Names(1)));
+    report(&mut refused, &[("b", 0)]);
+    let decision = refused.decide(
+        "a",
+        now,
+        &PlacementSettings::default(),
+        &HotSettings::default(),
+        &[],
+    );
+    assert_eq!(name_of(&decision.target), "n1");
+    assert_eq!(decision.policy_failure.unwrap().cause, "invalid_answer");
+}

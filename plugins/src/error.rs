@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// A component, but not of the world porten needs: wrong exports, or imports porten does
     /// not provide (a plugin gets no filesystem, network or clock).
-    #[error("{path} does not implement the `{world}` world of porten:policy@0.1.0: {reason}")]
+    #[error("{path} does not implement the `{world}` world of porten:policy: {reason}")]
     WrongWorld {
         /// The plugin file.
         path: PathBuf,

@@ -1,6 +1,6 @@
 //! porten's WebAssembly policy plugins: a wasmtime component host for the worlds in `wit/`
-//! (`porten:policy@0.1.0`), implementing the proxy's placement policy and the store's eviction
-//! policy traits.
+//! (`porten:policy@0.1.0`; `@0.2.0`'s fleet placement in `wit/fleet`), implementing the proxy's
+//! placement policy, the store's eviction policy and the hub's fleet policy traits.
 //!
 //! A component is compiled once per engine and content (the artifact is cached on disk under its
 //! blake3 and the engine's compatibility hash), linked once into an `InstancePre`, and
@@ -13,6 +13,7 @@
 mod engine;
 mod error;
 mod eviction;
+mod fleet;
 mod instance;
 mod placement;
 mod reload;
@@ -20,5 +21,6 @@ mod reload;
 pub use engine::{Limits, PluginEngine};
 pub use error::{Error, Result};
 pub use eviction::WasmEvictionPolicy;
+pub use fleet::WasmFleetPolicy;
 pub use placement::WasmPlacementPolicy;
 pub use reload::{Reloading, ReloadingEviction, ReloadingPlacement};

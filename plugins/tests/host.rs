@@ -184,3 +184,109 @@ fn compiled_components_are_cached_by_content_and_engine() {
     );
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
 }
+
+/// A fleet of `gpu-1`, `gpu-2` and `mac`, empty, `mac` with the most room.
+fn fleet() -> Vec<porten_hub::NodeFacts> {
+    [("gpu-1", 24u64), ("gpu-2", 24), ("mac", 64)]
+        .iter()
+        .map(|(name, gib)| porten_hub::NodeFacts {
+            name: name.to_string(),
+            budget_bytes: gib << 30,
+            reserved_bytes: 0,
+            models: Vec::new(),
+            store: Vec::new(),
+            catalog: Vec::new(),
+        })
+        .collect()
+}
+
+fn fleet_choice(
+    policy: &dyn porten_hub::FleetPolicy,
+    fleet: &[porten_hub::NodeFacts],
+    model: &str,
+) -> Result<Option<String>, porten_hub::PolicyFailure> {
+    let candidates = porten_hub::policy::candidates(fleet, model, 8 << 30, 0);
+    let chosen = policy.choose_node(fleet, model, 8 << 30, &candidates)?;
+    Ok(chosen.map(|i| fleet[i].name.clone()))
+}
+
+#[test]
+fn the_coding_on_gpus_example_sends_coding_models_to_the_gpu_boxes_and_the_rest_elsewhere() {
+    let policy =
+        porten_plugins::WasmFleetPolicy::load(&engine(), &plugin("coding_on_gpus")).unwrap();
+    let mut fleet = fleet();
+    // The built-in policy spreads: the Mac has the most room.
+    let builtin = porten_hub::route(&fleet, "qwen2.5-coder-7b", 8 << 30, &Default::default());
+    assert!(
+        matches!(builtin, porten_hub::Route::Place(ref p) if p.node == 2),
+        "{builtin:?}"
+    );
+    assert_eq!(
+        fleet_choice(&policy, &fleet, "qwen2.5-coder-7b")
+            .unwrap()
+            .as_deref(),
+        Some("gpu-1")
+    );
+    assert_eq!(
+        fleet_choice(&policy, &fleet, "llama3.2")
+            .unwrap()
+            .as_deref(),
+        Some("mac")
+    );
+    // A node that joins later gets its own index; the names the plugin knows still hold.
+    fleet.insert(
+        0,
+        porten_hub::NodeFacts {
+            name: "gpu-0".into(),
+            budget_bytes: 80 << 30,
+            ..fleet[0].clone()
+        },
+    );
+    assert_eq!(
+        fleet_choice(&policy, &fleet, "codestral")
+            .unwrap()
+            .as_deref(),
+        Some("gpu-0")
+    );
+    // With the Mac full, a non-coding model still lands somewhere.
+    fleet.retain(|n| n.name != "mac");
+    assert_eq!(
+        fleet_choice(&policy, &fleet, "llama3.2")
+            .unwrap()
+            .as_deref(),
+        Some("gpu-0")
+    );
+}
+
+#[test]
+fn a_fleet_plugin_that_loops_is_stopped_at_its_deadline_and_answers_afresh() {
+    let looping =
+        porten_plugins::WasmFleetPolicy::load(&engine(), &plugin("fleet_loop_forever")).unwrap();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let failure = fleet_choice(&looping, &fleet(), "m").unwrap_err();
+        assert_eq!(failure.cause, "timeout", "{failure:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_component_of_an_older_world_is_not_a_fleet_plugin() {
+    let error = porten_plugins::WasmFleetPolicy::load(&engine(), &plugin("pinned_favourites"))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            error,
+            Error::WrongWorld {
+                world: "fleet-placement-policy",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `[plugins]`: WebAssembly components of the worlds in `wit/` that make porten's placement and
 //! eviction decisions, each checked and backed by the built-in policy
-//! (`PORTEN_PLACEMENT_PLUGIN`, `PORTEN_EVICTION_PLUGIN`).
+//! (`PORTEN_PLACEMENT_PLUGIN`, `PORTEN_EVICTION_PLUGIN`, and for `porten hub`
+//! `PORTEN_FLEET_PLUGIN`).
 
 use std::path::PathBuf;
 
@@ -18,6 +19,9 @@ pub struct PluginSettings {
     /// An `eviction-policy` component: which models leave the store when room is needed
     /// (`PORTEN_EVICTION_PLUGIN`).
     pub eviction: Option<PathBuf>,
+    /// A `fleet-placement-policy` component (`wit/fleet`): which node of a `porten hub` fleet
+    /// loads a model (`PORTEN_FLEET_PLUGIN`).
+    pub fleet: Option<PathBuf>,
     /// Milliseconds one decision may take before the built-in policy decides instead.
     pub deadline_ms: u64,
     /// MiB of memory one plugin instance may grow to.
@@ -29,6 +33,7 @@ impl Default for PluginSettings {
         Self {
             placement: None,
             eviction: None,
+            fleet: None,
             deadline_ms: 50,
             memory_mb: 64,
         }
@@ -43,6 +48,9 @@ impl PluginSettings {
         }
         if let Some(path) = non_empty(env, "PORTEN_EVICTION_PLUGIN") {
             self.eviction = Some(path.into());
+        }
+        if let Some(path) = non_empty(env, "PORTEN_FLEET_PLUGIN") {
+            self.fleet = Some(path.into());
         }
     }
 

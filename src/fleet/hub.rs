@@ -80,8 +80,16 @@ pub async fn run(config: Config, metrics: Option<MetricsText>) -> anyhow::Result
     if config.fleet.token.is_none() {
         tracing::warn!("no join token (PORTEN_HUB_TOKEN): any node that reaches this hub joins");
     }
+    let mut fleet = Fleet::new(Instant::now());
+    if let Some(path) = &config.plugins.fleet {
+        let engine = crate::plugins::engine(&config)?;
+        let plugin = porten_plugins::WasmFleetPolicy::load(&engine, path)
+            .map_err(|e| anyhow::anyhow!("cannot load the fleet placement plugin: {e}"))?;
+        tracing::info!(plugin = %path.display(), "fleet placement plugin loaded");
+        fleet = fleet.with_policy(Arc::new(plugin));
+    }
     let hub = Arc::new(Hub {
-        fleet: Mutex::new(Fleet::new(Instant::now())),
+        fleet: Mutex::new(fleet),
         client: forward::node_client(),
         settings: config.fleet.clone(),
         max_body_bytes: config.server.max_body_bytes,
@@ -217,6 +225,15 @@ async fn by_model(
                 &excluded,
             )
         };
+        if let Some(failure) = &decision.policy_failure {
+            tracing::warn!(
+                model = %model,
+                cause = failure.cause,
+                detail = %failure.detail,
+                "the fleet placement plugin failed; the built-in policy decided"
+            );
+            hub.instruments.fell_back(failure.cause);
+        }
         if let Some((node, address, evict)) = decision.second_copy {
             hub.instruments.placed(&node, "second_copy");
             tokio::spawn(node_admin::load_copy(

@@ -1,7 +1,8 @@
 //! The hub's metrics: `porten.hub.routes` (by route: serve, place, wait, never, unknown),
 //! `porten.hub.placements` (by node and why: demand or a second copy), `porten.hub.retries`
-//! (by reason: the node failed before answering, or refused the load) and
-//! `porten.hub.nodes` (by health: live or out).
+//! (by reason: the node failed before answering, or refused the load),
+//! `porten.hub.plugin.fallbacks` (by cause: the fleet placement plugin failed and the built-in
+//! policy decided) and `porten.hub.nodes` (by health: live or out).
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -16,6 +17,7 @@ pub struct HubInstruments {
     routes: Counter<u64>,
     placements: Counter<u64>,
     retries: Counter<u64>,
+    fallbacks: Counter<u64>,
 }
 
 impl HubInstruments {
@@ -40,6 +42,13 @@ impl HubInstruments {
                 .with_unit("{retry}")
                 .with_description("Requests sent to another node, by reason")
                 .build(),
+            fallbacks: meter
+                .u64_counter("porten.hub.plugin.fallbacks")
+                .with_unit("{decision}")
+                .with_description(
+                    "Placements the built-in policy made because the plugin failed, by cause",
+                )
+                .build(),
         }
     }
 
@@ -58,6 +67,12 @@ impl HubInstruments {
                 KeyValue::new("porten.hub.reason", why),
             ],
         );
+    }
+
+    /// The fleet plugin failed a decision, for `cause`.
+    pub fn fell_back(&self, cause: &'static str) {
+        self.fallbacks
+            .add(1, &[KeyValue::new("porten.plugin.cause", cause)]);
     }
 
     /// A request moved to another node, for `why`.
