@@ -128,6 +128,9 @@ pub struct Fleet {
     asked: Vec<Asked>,
     /// Requests the hub has in flight, by (node, model).
     in_flight: HashMap<(String, String), u32>,
+    /// When the hub last saw a request end, by (node, model): fresher than the reports'
+    /// idle times.
+    last_done: HashMap<(String, String), Instant>,
     /// Since when every copy of a model has been hot.
     hot_since: HashMap<String, Instant>,
     decisions: VecDeque<PlacementRecord>,
@@ -148,6 +151,7 @@ impl Fleet {
             members: BTreeMap::new(),
             asked: Vec::new(),
             in_flight: HashMap::new(),
+            last_done: HashMap::new(),
             hot_since: HashMap::new(),
             decisions: VecDeque::new(),
             started: now,
@@ -220,9 +224,10 @@ impl Fleet {
             .or_default() += 1;
     }
 
-    /// A request for `model` on `node` is over.
-    pub fn finished(&mut self, node: &str, model: &str) {
+    /// A request for `model` on `node` is over, at `now`.
+    pub fn finished(&mut self, node: &str, model: &str, now: Instant) {
         let key = (node.to_string(), model.to_string());
+        self.last_done.insert(key.clone(), now);
         if let Some(n) = self.in_flight.get_mut(&key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -335,8 +340,9 @@ impl Fleet {
     }
 
     /// The live nodes but `excluded` that offer `model`, with what the hub knows beyond their
-    /// reports: the loads it asked for (loading there, their victims gone) and its own
-    /// requests in flight (when more than the node last said). Their addresses alongside.
+    /// reports: the loads it asked for (loading there, their victims gone), its own requests
+    /// in flight (when more than the node last said) and when it last saw one end. Their
+    /// addresses alongside.
     fn view(
         &self,
         model: &str,
@@ -377,6 +383,10 @@ impl Fleet {
                 let key = (name.clone(), m.model.clone());
                 if let Some(&ours) = self.in_flight.get(&key) {
                     m.in_flight = m.in_flight.max(ours);
+                }
+                if let Some(&done) = self.last_done.get(&key) {
+                    let since = now.saturating_duration_since(done).as_millis() as u64;
+                    m.idle_ms = m.idle_ms.min(since);
                 }
             }
             view.push(facts);

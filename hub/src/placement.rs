@@ -5,7 +5,8 @@
 //!    it fits without unloading anything (its weights already in the store first, then the
 //!    most free memory, or the least that fits when bin-packing); else the node whose idle
 //!    models can make room and are the fleet's least recently used (never a busy model,
-//!    never one loaded less than the minimum age ago, so models do not thrash);
+//!    never one loaded less than the minimum age ago, so models do not thrash, nor one used
+//!    within the last second);
 //! 4. else nowhere now: the request waits at the hub, or is refused when no node could ever
 //!    hold the model.
 
@@ -224,15 +225,20 @@ fn evicting(
     })
 }
 
-/// `node`'s models that may be unloaded for another (loaded, idle, old enough) into `idle`,
-/// least recently used first.
+/// A model whose last request ended less than this long ago is not idle yet: reports are up
+/// to a second old, and a model used that recently may well be serving a request they missed.
+pub const MIN_IDLE_MS: u64 = 1_000;
+
+/// `node`'s models that may be unloaded for another (loaded, idle for [`MIN_IDLE_MS`], old
+/// enough) into `idle`, least recently used first.
 pub(crate) fn unloadable<'a>(node: &'a NodeFacts, min_age_ms: u64, idle: &mut Vec<&'a ModelFacts>) {
     idle.clear();
-    idle.extend(
-        node.models
-            .iter()
-            .filter(|m| m.state == ModelState::Loaded && !m.busy() && m.loaded_ms >= min_age_ms),
-    );
+    idle.extend(node.models.iter().filter(|m| {
+        m.state == ModelState::Loaded
+            && !m.busy()
+            && m.idle_ms >= MIN_IDLE_MS
+            && m.loaded_ms >= min_age_ms
+    }));
     idle.sort_unstable_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then(a.model.cmp(&b.model)));
 }
 
@@ -334,5 +340,17 @@ mod tests {
                 largest_budget: 24 * GIB
             }
         );
+    }
+
+    #[test]
+    fn a_model_used_within_the_last_second_is_not_idle_yet() {
+        let mut fleet = [node("a", 24, &[("just-used", 20, 0, 0)], &[])];
+        fleet[0].models[0].idle_ms = MIN_IDLE_MS - 1;
+        assert_eq!(route(&fleet, "new", 16 * GIB, &settings()), Route::Wait);
+        fleet[0].models[0].idle_ms = MIN_IDLE_MS;
+        assert!(matches!(
+            route(&fleet, "new", 16 * GIB, &settings()),
+            Route::Place(_)
+        ));
     }
 }

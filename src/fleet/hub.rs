@@ -371,7 +371,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.hub.fleet().finished(&self.node, &self.model);
+        self.hub
+            .fleet()
+            .finished(&self.node, &self.model, Instant::now());
     }
 }
 
