@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use porten::plugin_check::{eviction_request, placement_request};
+use porten::plugin_check::{eviction_request, fleet_facts, placement_request};
 use porten_plugins::{Limits, PluginEngine, WasmEvictionPolicy, WasmPlacementPolicy};
 use porten_proxy::residency::{LeastRecentlyUsed, PlacementPolicy};
 use porten_storage::EvictionPolicy;
@@ -45,19 +45,34 @@ fn main() {
             .unwrap();
     println!("per decision, {calls} calls each (release build):");
     for n in [8, 1000] {
-        let fleet = fleet_of(n);
+        let fleet = fleet_facts(n);
         let settings = porten_hub::PlacementSettings::default();
         let native = time(calls, || {
             matches!(
-                porten_hub::route(&fleet, "qwen-coder", 6 << 30, &settings),
+                porten_hub::route(
+                    &fleet,
+                    porten::plugin_check::FLEET_MODEL,
+                    6 << 30,
+                    &settings
+                ),
                 porten_hub::Route::Place(_)
             ) as usize
         });
         let plugin = time(calls, || {
-            let candidates = porten_hub::policy::candidates(&fleet, "qwen-coder", 6 << 30, 30_000);
+            let candidates = porten_hub::policy::candidates(
+                &fleet,
+                porten::plugin_check::FLEET_MODEL,
+                6 << 30,
+                30_000,
+            );
             use porten_hub::FleetPolicy;
             fleet_plugin
-                .choose_node(&fleet, "qwen-coder", 6 << 30, &candidates)
+                .choose_node(
+                    &fleet,
+                    porten::plugin_check::FLEET_MODEL,
+                    6 << 30,
+                    &candidates,
+                )
                 .unwrap()
                 .unwrap_or(0)
         });
@@ -111,35 +126,4 @@ fn report(kind: &str, n: usize, native: Vec<Duration>, plugin: Vec<Duration>) {
         q(&plugin, 0.99),
         q(&plugin, 0.5) - q(&native, 0.5),
     );
-}
-
-/// `n` nodes (a quarter of them `gpu-*`), each with two idle models loaded long ago.
-fn fleet_of(n: usize) -> Vec<porten_hub::NodeFacts> {
-    (0..n)
-        .map(|i| {
-            let models: Vec<porten_hub::ModelFacts> = (0..2)
-                .map(|m| porten_hub::ModelFacts {
-                    model: format!("model-{i}-{m}"),
-                    state: porten_hub::ModelState::Loaded,
-                    bytes: 8 << 30,
-                    in_flight: 0,
-                    queued: 0,
-                    idle_ms: ((i * 7 + m * 13) % 600) as u64 * 1000,
-                    loaded_ms: 3_600_000,
-                })
-                .collect();
-            porten_hub::NodeFacts {
-                name: if i % 4 == 0 {
-                    format!("gpu-{i}")
-                } else {
-                    format!("mac-{i}")
-                },
-                budget_bytes: 24 << 30,
-                reserved_bytes: 16 << 30,
-                models,
-                store: Vec::new(),
-                catalog: Vec::new(),
-            }
-        })
-        .collect()
 }

@@ -1,12 +1,13 @@
-//! `porten plugin check FILE.wasm`: load a component, tell which world it implements, run it
-//! through sample decisions, and print its answers (checked as porten checks them) and how
-//! long each call takes.
+//! `porten plugin check FILE.wasm`: load a component, tell which world it implements
+//! (placement, eviction, or the hub's fleet placement), run it through sample decisions, and
+//! print its answers (checked as porten checks them) and how long each call takes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use porten_plugins::{Error, WasmEvictionPolicy, WasmPlacementPolicy};
+use porten_hub::FleetPolicy;
+use porten_plugins::{Error, WasmEvictionPolicy, WasmFleetPolicy, WasmPlacementPolicy};
 use porten_proxy::residency::{PlacementCandidate, PlacementPolicy, PlacementRequest};
 use porten_storage::{EvictionCandidate, EvictionPolicy, EvictionRequest, ModelRef};
 
@@ -21,7 +22,7 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
     let placement = WasmPlacementPolicy::load(&engine, file);
     if let Ok(policy) = placement {
         println!("{}: a placement-policy component", file.display());
-        return run("placement", &[3, 8, 1000], |n| {
+        return run("placement", "victims", &[3, 8, 1000], |n| {
             let request = placement_request(n);
             let answer = policy.try_choose_victims(&request);
             let verdict = answer.as_ref().map(|victims| {
@@ -35,10 +36,30 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
             verdict.map_err(|f| format!("{}: {}", f.cause, f.detail))
         });
     }
+    if let Ok(policy) = WasmFleetPolicy::load(&engine, file) {
+        println!(
+            "{}: a fleet-placement-policy component (porten hub)",
+            file.display()
+        );
+        let fleets: Vec<(usize, Vec<porten_hub::NodeFacts>)> =
+            [3, 8, 1000].iter().map(|&n| (n, fleet_facts(n))).collect();
+        return run("fleet placement", "node", &[3, 8, 1000], |n| {
+            let fleet = &fleets.iter().find(|(m, _)| *m == n).expect("made above").1;
+            let candidates =
+                porten_hub::policy::candidates(fleet, FLEET_MODEL, FLEET_ESTIMATE, 30_000);
+            policy
+                .choose_node(fleet, FLEET_MODEL, FLEET_ESTIMATE, &candidates)
+                .map(|chosen| match chosen {
+                    Some(i) => (vec![fleet[i].name.clone()], true),
+                    None => (Vec::new(), true),
+                })
+                .map_err(|f| format!("{}: {}", f.cause, f.detail))
+        });
+    }
     match WasmEvictionPolicy::load(&engine, file) {
         Ok(policy) => {
             println!("{}: an eviction-policy component", file.display());
-            run("eviction", &[3, 8, 1000], |n| {
+            run("eviction", "victims", &[3, 8, 1000], |n| {
                 let request = eviction_request(n);
                 let answer = policy.try_choose(&request);
                 answer
@@ -55,7 +76,7 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
             })
         }
         Err(e @ Error::WrongWorld { .. }) => {
-            bail!("{e}\n(and it is not a placement-policy component either)")
+            bail!("{e}\n(and it is not a placement-policy or fleet-placement-policy component either)")
         }
         Err(e) => Err(e.into()),
     }
@@ -63,7 +84,13 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
 
 type Decision = Result<(Vec<String>, bool), String>;
 
-fn run(kind: &str, sizes: &[usize], decide: impl Fn(usize) -> Decision) -> anyhow::Result<()> {
+/// Runs `decide` on each size; `answer` names what it answers (`victims`, `node`).
+fn run(
+    kind: &str,
+    answer: &str,
+    sizes: &[usize],
+    decide: impl Fn(usize) -> Decision,
+) -> anyhow::Result<()> {
     let mut failed = false;
     for &n in sizes {
         let mut times = Vec::with_capacity(CALLS);
@@ -84,7 +111,7 @@ fn run(kind: &str, sizes: &[usize], decide: impl Fn(usize) -> Decision) -> anyho
             Ok((victims, valid)) => {
                 let shown: Vec<&String> = victims.iter().take(5).collect();
                 println!(
-                    "  {kind}, {n:>4} candidates: {} victims {shown:?}{} -> {}; p50 {} p99 {}",
+                    "  {kind}, {n:>4} candidates: {} {answer} {shown:?}{} -> {}; p50 {} p99 {}",
                     victims.len(),
                     if victims.len() > 5 { " ..." } else { "" },
                     if valid {
@@ -151,4 +178,41 @@ pub fn eviction_request(n: usize) -> EvictionRequest {
             })
             .collect(),
     }
+}
+
+/// The model the fleet samples place: a coding model, as the examples care.
+pub const FLEET_MODEL: &str = "qwen-coder";
+/// Its estimate: 6 GiB.
+pub const FLEET_ESTIMATE: u64 = 6 << 30;
+
+/// `n` nodes of 24 GiB (a quarter of them `gpu-*`, the rest `mac-*`), each with two idle
+/// models of 8 GiB loaded an hour ago and idle up to ten minutes.
+pub fn fleet_facts(n: usize) -> Vec<porten_hub::NodeFacts> {
+    (0..n)
+        .map(|i| {
+            let models: Vec<porten_hub::ModelFacts> = (0..2)
+                .map(|m| porten_hub::ModelFacts {
+                    model: format!("model-{i}-{m}"),
+                    state: porten_hub::ModelState::Loaded,
+                    bytes: 8 << 30,
+                    in_flight: 0,
+                    queued: 0,
+                    idle_ms: ((i * 7 + m * 13) % 600) as u64 * 1000 + 1000,
+                    loaded_ms: 3_600_000,
+                })
+                .collect();
+            porten_hub::NodeFacts {
+                name: if i % 4 == 0 {
+                    format!("gpu-{i}")
+                } else {
+                    format!("mac-{i}")
+                },
+                budget_bytes: 24 << 30,
+                reserved_bytes: 16 << 30,
+                models,
+                store: Vec::new(),
+                catalog: Vec::new(),
+            }
+        })
+        .collect()
 }

@@ -329,6 +329,25 @@ fn plugin_check_names_the_world_and_reports_decisions_and_failures() {
         c.status.success() && stdout.contains("an eviction-policy component"),
         "{stdout}"
     );
+    let fleet = check("coding_on_gpus");
+    let stdout = String::from_utf8(fleet.stdout).unwrap();
+    assert!(fleet.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("a fleet-placement-policy component"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("1 node [\"gpu-0\"] -> accepted").count(),
+        3,
+        "the coding model on the first GPU box, at every size: {stdout}"
+    );
+    let looping = check("fleet_loop_forever");
+    let stdout = String::from_utf8(looping.stdout).unwrap();
+    assert!(!looping.status.success());
+    assert!(
+        stdout.contains("fleet placement,    3 candidates: FAILED (timeout"),
+        "{stdout}"
+    );
     let looping = check("loop_forever");
     let stdout = String::from_utf8(looping.stdout).unwrap();
     assert!(!looping.status.success());
