@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::facts::{ModelFacts, ModelState, NodeFacts};
-use crate::placement::{route, Placement, PlacementSettings, Route};
-use crate::policy::{candidates, place_on, FleetPolicy, PolicyFailure};
+use crate::placement::{place_on, route, Placement, PlacementSettings, Route};
+use crate::policy::{candidates, FleetPolicy, PolicyFailure};
 
 /// How often nodes report.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -54,6 +54,13 @@ pub struct Member {
     pub seen: Instant,
     /// A request to it failed before it answered: out of routing until its next report.
     pub lost: bool,
+}
+
+impl Member {
+    /// Whether it reported within [`OUT_AFTER`] and no request to it has failed since.
+    pub fn is_live(&self, now: Instant) -> bool {
+        !self.lost && now.saturating_duration_since(self.seen) < OUT_AFTER
+    }
 }
 
 /// A load the hub asked a node for that no report shows yet.
@@ -190,9 +197,9 @@ impl Fleet {
         self.members.values()
     }
 
-    /// Whether `member` reported within [`OUT_AFTER`] and has not failed since.
-    pub fn is_live(member: &Member, now: Instant) -> bool {
-        !member.lost && now.saturating_duration_since(member.seen) < OUT_AFTER
+    /// The nodes in routing now.
+    pub fn live(&self, now: Instant) -> impl Iterator<Item = &Member> {
+        self.members.values().filter(move |m| m.is_live(now))
     }
 
     /// A request to `node` failed before it answered: it is out of routing until it reports
@@ -205,10 +212,7 @@ impl Fleet {
 
     /// How many nodes are live.
     pub fn live_count(&self, now: Instant) -> usize {
-        self.members
-            .values()
-            .filter(|m| Self::is_live(m, now))
-            .count()
+        self.live(now).count()
     }
 
     /// The recent placement decisions, oldest first.
@@ -282,7 +286,7 @@ impl Fleet {
                     view[placement.node].name.clone(),
                     addresses[placement.node].clone(),
                 );
-                self.ask(&view, model, estimate, placement, "", now);
+                self.ask(&view, model, estimate, placement, now);
                 Target::Node {
                     name,
                     address,
@@ -351,12 +355,9 @@ impl Fleet {
     ) -> (Vec<NodeFacts>, Vec<String>) {
         let mut view = Vec::new();
         let mut addresses = Vec::new();
-        for member in self.members.values() {
+        for member in self.live(now) {
             let name = &member.facts.name;
-            if !Self::is_live(member, now)
-                || excluded.contains(name)
-                || member.facts.offer(model).is_none()
-            {
+            if excluded.contains(name) || member.facts.offer(model).is_none() {
                 continue;
             }
             let mut facts = member.facts.clone();
@@ -401,7 +402,6 @@ impl Fleet {
         model: &str,
         estimate: u64,
         placement: Placement,
-        why: &str,
         now: Instant,
     ) {
         let node = view[placement.node].name.clone();
@@ -421,7 +421,7 @@ impl Fleet {
             node,
             evict: placement.evict,
             pull: placement.pull,
-            reason: format!("{why}{}", placement.reason),
+            reason: placement.reason,
         });
     }
 
@@ -457,21 +457,15 @@ impl Fleet {
             .filter(|(n, _)| n.model(model).is_none())
             .map(|(n, a)| (n.clone(), a.clone()))
             .unzip();
-        let Route::Place(placement) = route(&others, model, estimate, settings) else {
+        let Route::Place(mut placement) = route(&others, model, estimate, settings) else {
             return None;
         };
+        placement.reason = format!("second copy: every copy is busy; {}", placement.reason);
         self.hot_since.remove(model);
         let name = others[placement.node].name.clone();
         let address = their_addresses[placement.node].clone();
         let evict = placement.evict.clone();
-        self.ask(
-            &others,
-            model,
-            estimate,
-            placement,
-            "second copy: every copy is busy; ",
-            now,
-        );
+        self.ask(&others, model, estimate, placement, now);
         Some((name, address, evict))
     }
 }

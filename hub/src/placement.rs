@@ -201,27 +201,46 @@ fn evicting(
             best = Some(key);
         }
     }
-    let (freshest, has_weights, node) = best?;
-    unloadable(&fleet[node], min_age_ms, &mut idle);
-    let mut free = fleet[node].free_bytes();
-    let evict: Vec<String> = idle
-        .iter()
-        .take_while(|m| {
-            let needed = free < estimate;
-            free = free.saturating_add(m.bytes);
-            needed
-        })
-        .map(|m| m.model.clone())
-        .collect();
-    Some(Placement {
+    let (freshest, _, node) = best?;
+    let mut placement = place_on(fleet, node, model, estimate, min_age_ms, String::new())?;
+    placement.reason = format!(
+        "unloads {} idle model(s), the fleet's least recently used (idle {} s or more)",
+        placement.evict.len(),
+        freshest / 1000
+    );
+    Some(placement)
+}
+
+/// Loading `model` on `node`, unloading its least recently used idle models until it fits:
+/// `None` when even all of them would not make room.
+pub fn place_on(
+    fleet: &[NodeFacts],
+    node: usize,
+    model: &str,
+    estimate: u64,
+    min_age_ms: u64,
+    reason: String,
+) -> Option<Placement> {
+    let n = fleet.get(node)?;
+    if n.budget_bytes < estimate {
+        return None;
+    }
+    let mut idle = Vec::new();
+    unloadable(n, min_age_ms, &mut idle);
+    let mut free = n.free_bytes();
+    let mut evict = Vec::new();
+    for m in &idle {
+        if free >= estimate {
+            break;
+        }
+        free = free.saturating_add(m.bytes);
+        evict.push(m.model.clone());
+    }
+    (free >= estimate).then(|| Placement {
         node,
-        reason: format!(
-            "unloads {} idle model(s), the fleet's least recently used (idle {} s or more)",
-            evict.len(),
-            freshest / 1000
-        ),
         evict,
-        pull: !has_weights,
+        pull: !n.has_weights(model),
+        reason,
     })
 }
 

@@ -5,7 +5,7 @@
 //! leaves the decision to the built-in policy.
 
 use crate::facts::NodeFacts;
-use crate::placement::{unloadable, Placement};
+use crate::placement::unloadable;
 
 /// A node that can take a model now, as a policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,37 +75,4 @@ pub fn candidates(
             })
         })
         .collect()
-}
-
-/// Loading `model` on `node`, unloading its least recently used idle models until it fits:
-/// `None` when even all of them would not make room.
-pub fn place_on(
-    fleet: &[NodeFacts],
-    node: usize,
-    model: &str,
-    estimate: u64,
-    min_age_ms: u64,
-    reason: String,
-) -> Option<Placement> {
-    let n = fleet.get(node)?;
-    if n.budget_bytes < estimate {
-        return None;
-    }
-    let mut idle = Vec::new();
-    unloadable(n, min_age_ms, &mut idle);
-    let mut free = n.free_bytes();
-    let mut evict = Vec::new();
-    for m in &idle {
-        if free >= estimate {
-            break;
-        }
-        free = free.saturating_add(m.bytes);
-        evict.push(m.model.clone());
-    }
-    (free >= estimate).then(|| Placement {
-        node,
-        evict,
-        pull: !n.has_weights(model),
-        reason,
-    })
 }

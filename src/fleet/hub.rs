@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use porten_hub::{Fleet, Target};
 use porten_proxy::dialects::{stream_error_frame, Dialect};
-use porten_proxy::http::respond::json;
+use porten_proxy::http::respond::{json, prometheus};
 use porten_proxy::http::{Body, MetricsText};
 use porten_proxy::Error;
 use serde::Deserialize;
@@ -138,29 +138,15 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Resp
         }
         (&Method::GET, "/hub/status") => super::status::status(&hub),
         (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (&Method::GET, "/metrics") => metrics(&hub),
+        (&Method::GET, "/metrics") => match prometheus(hub.metrics.as_ref()) {
+            Ok(response) => response,
+            Err(error) => Dialect::OpenAi.error_response(&error),
+        },
         (&Method::GET, "/v1/models") => super::status::models(&hub),
         _ => match by_model(&hub, req, &path).await {
             Ok(response) => response,
             Err(error) => Dialect::of_path(&path).error_response(&error),
         },
-    }
-}
-
-fn metrics(hub: &Hub) -> Response<Body> {
-    let Some(render) = &hub.metrics else {
-        return Dialect::OpenAi.error_response(&Error::MetricsOff);
-    };
-    match render() {
-        Ok(text) => {
-            let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
-        Err(e) => Dialect::OpenAi.error_response(&Error::Io(std::io::Error::other(e))),
     }
 }
 
@@ -384,12 +370,12 @@ fn refused_load(status: StatusCode) -> bool {
 }
 
 /// One request waiting for room, counted against `[fleet] queue_limit`.
-struct Waiting<'a>(Option<&'a Hub>);
+struct Waiting<'a>(&'a Hub);
 
 impl<'a> Waiting<'a> {
     fn enter(hub: &'a Hub, model: &str) -> Result<Self, Error> {
         let before = hub.waiting.fetch_add(1, Ordering::SeqCst);
-        let guard = Waiting(Some(hub));
+        let guard = Waiting(hub);
         if before >= hub.settings.queue_limit {
             return Err(Error::Overloaded {
                 model: model.to_string(),
@@ -403,8 +389,6 @@ impl<'a> Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if let Some(hub) = self.0 {
-            hub.waiting.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }

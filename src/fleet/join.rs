@@ -27,33 +27,30 @@ pub struct Report {
 }
 
 /// Reports to each hub (`[fleet] hub`, comma-separated for hubs side by side) every second,
-/// for the life of the process.
+/// for the life of the process. The facts are gathered once per second for all of them.
 pub fn spawn(fleet: &FleetConfig, models: Arc<ModelRegistry>, store: Arc<Store>, port: u16) {
-    for hub in fleet.hubs() {
-        report_to(hub.to_string(), fleet, models.clone(), store.clone(), port);
+    let hubs: Vec<String> = fleet.hubs().map(str::to_string).collect();
+    if hubs.is_empty() {
+        return;
     }
-}
-
-fn report_to(
-    hub: String,
-    fleet: &FleetConfig,
-    models: Arc<ModelRegistry>,
-    store: Arc<Store>,
-    port: u16,
-) {
     let name = fleet.node_name.clone().unwrap_or_else(host_name);
     let token = fleet.token.clone();
     let address = fleet.node_address.clone();
-    let url = format!("{}/hub/nodes/{name}", hub.trim_end_matches('/'));
-    tracing::info!(hub = %hub, node = %name, "joining the hub");
+    for hub in &hubs {
+        tracing::info!(hub = %hub, node = %name, "joining the hub");
+    }
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .expect("a client without custom TLS always builds");
+        let urls: Vec<String> = hubs
+            .iter()
+            .map(|hub| format!("{}/hub/nodes/{name}", hub.trim_end_matches('/')))
+            .collect();
+        let mut standings = vec![Standing::Unknown; hubs.len()];
         let mut ticks = tokio::time::interval(porten_hub::fleet::REPORT_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was = Standing::Unknown;
         loop {
             ticks.tick().await;
             let facts = {
@@ -69,14 +66,20 @@ fn report_to(
                 port,
                 address: address.clone(),
             };
-            let mut request = client.post(&url).json(&report);
-            if let Some(token) = &token {
-                request = request.bearer_auth(token);
-            }
-            let now = standing(request.send().await, &name, token.as_deref());
-            if now != was {
-                now.log(&hub);
-                was = now;
+            let sends = urls.iter().map(|url| {
+                let mut request = client.post(url).json(&report);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                request.send()
+            });
+            let answers = futures::future::join_all(sends).await;
+            for ((answer, was), hub) in answers.into_iter().zip(&mut standings).zip(&hubs) {
+                let now = standing(answer, &name, token.as_deref());
+                if now != *was {
+                    now.log(hub);
+                    *was = now;
+                }
             }
         }
     });

@@ -2,12 +2,12 @@
 //! is, the recent placement decisions with their reasons, the settings), `GET /v1/models`
 //! (every model some live node offers), and a log line when a node drops out or comes back.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Response, StatusCode};
-use porten_hub::{Fleet, ModelFacts, Offer, PlacementRecord};
+use porten_hub::{ModelFacts, Offer, PlacementRecord};
 use porten_proxy::http::respond::json;
 use porten_proxy::http::Body;
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub fn status(hub: &Hub) -> Response<Body> {
         .map(|m| NodeStatus {
             name: &m.facts.name,
             address: &m.address,
-            live: Fleet::is_live(m, now),
+            live: m.is_live(now),
             last_report_ms: now.saturating_duration_since(m.seen).as_millis() as u64,
             budget_bytes: m.facts.budget_bytes,
             reserved_bytes: m.facts.reserved_bytes,
@@ -74,8 +74,7 @@ pub fn models(hub: &Hub) -> Response<Body> {
     let now = Instant::now();
     let fleet = hub.fleet();
     let names: BTreeSet<&str> = fleet
-        .members()
-        .filter(|m| Fleet::is_live(m, now))
+        .live(now)
         .flat_map(|m| m.facts.catalog.iter().map(|o| o.model.as_str()))
         .collect();
     let data: Vec<serde_json::Value> = names
@@ -90,29 +89,22 @@ pub fn models(hub: &Hub) -> Response<Body> {
 
 /// Logs each node that drops out of routing (silent for 3 s) and each that comes back.
 pub async fn watch_health(hub: Arc<Hub>) {
-    let mut live: HashSet<String> = HashSet::new();
+    // The live nodes' names, with their addresses.
+    let mut live: HashMap<String, String> = HashMap::new();
     let mut ticks = tokio::time::interval(porten_hub::fleet::REPORT_EVERY / 4);
     loop {
         ticks.tick().await;
-        let now = Instant::now();
-        let fleet = hub.fleet();
-        let live_now: HashSet<String> = fleet
-            .members()
-            .filter(|m| Fleet::is_live(m, now))
-            .map(|m| m.facts.name.clone())
+        let live_now: HashMap<String, String> = hub
+            .fleet()
+            .live(Instant::now())
+            .map(|m| (m.facts.name.clone(), m.address.clone()))
             .collect();
-        for name in live_now.difference(&live) {
-            let address = fleet
-                .members()
-                .find(|m| &m.facts.name == name)
-                .map(|m| m.address.clone())
-                .unwrap_or_default();
+        for (name, address) in live_now.iter().filter(|(n, _)| !live.contains_key(*n)) {
             tracing::info!(node = %name, %address, "node joined");
         }
-        for name in live.difference(&live_now) {
+        for name in live.keys().filter(|n| !live_now.contains_key(*n)) {
             tracing::warn!(node = %name, "node out of routing: no report for 3 s, or a request to it failed");
         }
-        drop(fleet);
         live = live_now;
     }
 }

@@ -54,7 +54,6 @@ impl Dialect {
 pub fn stream_error_frame(path: &str, ndjson: bool, error: &Error) -> bytes::Bytes {
     let named =
         |event: &str, data: Value| bytes::Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
-    let message = crate::http::respond::client_message(error);
     match Dialect::of_path(path) {
         _ if ndjson => {
             let line = serde_json::to_string(&ollama::error::error_line(error))
@@ -71,7 +70,7 @@ pub fn stream_error_frame(path: &str, ndjson: bool, error: &Error) -> bytes::Byt
             serde_json::json!({
                 "type": "error",
                 "code": openai::error::kind_and_code(error).1.unwrap_or("server_error"),
-                "message": message,
+                "message": crate::http::respond::client_message(error),
                 "param": null,
             }),
         ),

@@ -26,6 +26,22 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     response
 }
 
+/// The Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`: every metric as Prometheus text, rendered by the exporter the binary
+/// installed (`None`: metrics are off).
+pub fn prometheus(render: Option<&super::MetricsText>) -> crate::Result<Response<Body>> {
+    let render = render.ok_or(Error::MetricsOff)?;
+    let text = render().map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_TEXT),
+    );
+    Ok(response)
+}
+
 /// The HTTP status of an error, in every dialect unless it says otherwise.
 pub fn status(error: &Error) -> StatusCode {
     use StatusCode as S;
