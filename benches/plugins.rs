@@ -1,11 +1,11 @@
 //! Per-decision cost of a WebAssembly policy plugin against the built-in native policy, in one
-//! run: placement (the pinned-favourites example against least-recently-used) and eviction (the
-//! GDSF example against least-recently-used), with 8 and with 1,000 candidates. Each decision is
-//! timed alone, over many calls; the p50 and p99 are printed with the plugin's overhead.
-//! Targets: plugin p50 <= 5 us with 8 candidates and <= 100 us with 1,000. And the hub's fleet
-//! placement (`porten:policy@0.2.0`, names sent once, nodes by index): the coding-on-gpus
-//! example against the built-in `route`, over fleets of 8 and 1,000 nodes (target: <= 100 us
-//! with 1,000).
+//! run, with 8 and with 1,000 candidates: placement (the pinned-favourites example, a
+//! `porten:policy@0.2.0` plugin, against least-recently-used), eviction (the GDSF example, 0.2.0,
+//! and the C largest-first example, still 0.1.0, against least-recently-used), the boundary
+//! alone (a plugin of each version that ignores its input), and the hub's fleet placement (the
+//! coding-on-gpus example against the built-in `route`). Each decision is timed alone, over many
+//! calls; the p50 and p99 are printed with the plugin's overhead. Targets: plugin p50 <= 5 us
+//! with 8 candidates and <= 100 us with 1,000.
 //!
 //! `cargo bench --bench plugins` (builds the plugins with `scripts/build-plugins.sh`).
 //! `PLUGIN_BENCH_CALLS` (default 20000) sets the calls per case.
@@ -38,8 +38,11 @@ fn main() {
     let placement =
         WasmPlacementPolicy::load(&engine, &plugins.join("pinned_favourites.wasm")).unwrap();
     let eviction = WasmEvictionPolicy::load(&engine, &plugins.join("gdsf_eviction.wasm")).unwrap();
-    // Answers a constant without looking at its input: the cost of the boundary alone.
-    let ignoring = WasmEvictionPolicy::load(&engine, &plugins.join("bad_answer.wasm")).unwrap();
+    let eviction_v1 =
+        WasmEvictionPolicy::load(&engine, &plugins.join("largest_first_c.wasm")).unwrap();
+    // Answer without looking at their input: the cost of the boundary alone, in each version.
+    let ignoring_v1 = WasmEvictionPolicy::load(&engine, &plugins.join("bad_answer.wasm")).unwrap();
+    let ignoring_v2 = WasmEvictionPolicy::load(&engine, &plugins.join("bad_index.wasm")).unwrap();
     let fleet_plugin =
         porten_plugins::WasmFleetPolicy::load(&engine, &plugins.join("coding_on_gpus.wasm"))
             .unwrap();
@@ -90,12 +93,20 @@ fn main() {
             porten_storage::LeastRecentlyUsed.choose(&request).len()
         });
         let plugin = time(calls, || eviction.try_choose(&request).unwrap().len());
-        report("eviction", n, native, plugin);
-        let floor = time(calls, || ignoring.try_choose(&request).unwrap().len());
-        println!(
-            "  eviction  {n:>4} candidates: a plugin that ignores its input: p50 {:>7.2} us",
-            floor[floor.len() / 2].as_secs_f64() * 1e6
-        );
+        report("eviction", n, native.clone(), plugin);
+        let plugin = time(calls, || eviction_v1.try_choose(&request).unwrap().len());
+        report("eviction (0.1.0, C)", n, native, plugin);
+        for (version, ignoring) in [("0.1.0", &ignoring_v1), ("0.2.0", &ignoring_v2)] {
+            // The 0.2.0 one answers an index it was never sent: refused, after the whole call.
+            let floor = time(calls, || {
+                ignoring.try_choose(&request).map_or(0, |v| v.len())
+            });
+            println!(
+                "  {:<19} {n:>4} candidates: a {version} plugin that ignores its input: p50 {:>7.2} us",
+                "eviction",
+                floor[floor.len() / 2].as_secs_f64() * 1e6
+            );
+        }
     }
 }
 
@@ -119,7 +130,7 @@ fn report(kind: &str, n: usize, native: Vec<Duration>, plugin: Vec<Duration>) {
     let q = |t: &[Duration], q: f64| t[((t.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     let target = if n <= 8 { 5.0 } else { 100.0 };
     println!(
-        "  {kind:<9} {n:>4} candidates: native p50 {:>7.2} us p99 {:>7.2} us | plugin p50 {:>7.2} us p99 {:>7.2} us | overhead p50 {:>7.2} us (plugin p50 target <= {target} us)",
+        "  {kind:<19} {n:>4} candidates: native p50 {:>7.2} us p99 {:>7.2} us | plugin p50 {:>7.2} us p99 {:>7.2} us | overhead p50 {:>7.2} us (plugin p50 target <= {target} us)",
         q(&native, 0.5),
         q(&native, 0.99),
         q(&plugin, 0.5),

@@ -21,58 +21,86 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
     let engine = crate::plugins::engine(config)?;
     let placement = WasmPlacementPolicy::load(&engine, file);
     if let Ok(policy) = placement {
-        println!("{}: a placement-policy component", file.display());
-        return run("placement", "victims", &[3, 8, 1000], |n| {
-            let request = placement_request(n);
-            let answer = policy.try_choose_victims(&request);
-            let verdict = answer.as_ref().map(|victims| {
+        println!(
+            "{}: a placement-policy component (porten:policy@{})",
+            file.display(),
+            policy.version()
+        );
+        let requests = samples(placement_request);
+        return run("placement", "victims", |n| {
+            let request = &requests
+                .iter()
+                .find(|(m, _)| *m == n)
+                .expect("made above")
+                .1;
+            let (took, answer) = timed(|| policy.try_choose_victims(request));
+            let verdict = answer.map(|victims| {
                 let freed: u64 = victims
                     .iter()
                     .filter_map(|v| request.candidates.iter().find(|c| &c.model == v))
                     .map(|c| c.bytes)
                     .sum();
-                (victims.clone(), freed >= request.shortfall())
+                let enough = freed >= request.shortfall();
+                (victims, enough)
             });
-            verdict.map_err(|f| format!("{}: {}", f.cause, f.detail))
+            (
+                took,
+                verdict.map_err(|f| format!("{}: {}", f.cause, f.detail)),
+            )
         });
     }
     if let Ok(policy) = WasmFleetPolicy::load(&engine, file) {
         println!(
-            "{}: a fleet-placement-policy component (porten hub)",
+            "{}: a fleet-placement-policy component (porten:policy@0.2.0, porten hub)",
             file.display()
         );
-        let fleets: Vec<(usize, Vec<porten_hub::NodeFacts>)> =
-            [3, 8, 1000].iter().map(|&n| (n, fleet_facts(n))).collect();
-        return run("fleet placement", "node", &[3, 8, 1000], |n| {
+        let fleets = samples(fleet_facts);
+        return run("fleet placement", "node", |n| {
             let fleet = &fleets.iter().find(|(m, _)| *m == n).expect("made above").1;
-            let candidates =
-                porten_hub::policy::candidates(fleet, FLEET_MODEL, FLEET_ESTIMATE, 30_000);
-            policy
-                .choose_node(fleet, FLEET_MODEL, FLEET_ESTIMATE, &candidates)
-                .map(|chosen| match chosen {
-                    Some(i) => (vec![fleet[i].name.clone()], true),
-                    None => (Vec::new(), true),
-                })
-                .map_err(|f| format!("{}: {}", f.cause, f.detail))
+            let (took, answer) = timed(|| {
+                let candidates =
+                    porten_hub::policy::candidates(fleet, FLEET_MODEL, FLEET_ESTIMATE, 30_000);
+                policy.choose_node(fleet, FLEET_MODEL, FLEET_ESTIMATE, &candidates)
+            });
+            let verdict = answer.map(|chosen| match chosen {
+                Some(i) => (vec![fleet[i].name.clone()], true),
+                None => (Vec::new(), true),
+            });
+            (
+                took,
+                verdict.map_err(|f| format!("{}: {}", f.cause, f.detail)),
+            )
         });
     }
     match WasmEvictionPolicy::load(&engine, file) {
         Ok(policy) => {
-            println!("{}: an eviction-policy component", file.display());
-            run("eviction", "victims", &[3, 8, 1000], |n| {
-                let request = eviction_request(n);
-                let answer = policy.try_choose(&request);
-                answer
-                    .map(|victims| {
-                        let valid = victims.iter().all(|v| {
-                            request
-                                .candidates
-                                .iter()
-                                .any(|c| &c.model == v && c.evictable())
-                        });
-                        (victims.iter().map(|v| v.to_string()).collect(), valid)
-                    })
-                    .map_err(|f| format!("{}: {}", f.cause, f.detail))
+            println!(
+                "{}: an eviction-policy component (porten:policy@{})",
+                file.display(),
+                policy.version()
+            );
+            let requests = samples(eviction_request);
+            run("eviction", "victims", |n| {
+                let request = &requests
+                    .iter()
+                    .find(|(m, _)| *m == n)
+                    .expect("made above")
+                    .1;
+                let (took, answer) = timed(|| policy.try_choose(request));
+                let verdict = answer.map(|victims| {
+                    let evictable: std::collections::HashSet<&ModelRef> = request
+                        .candidates
+                        .iter()
+                        .filter(|c| c.evictable())
+                        .map(|c| &c.model)
+                        .collect();
+                    let valid = victims.iter().all(|v| evictable.contains(v));
+                    (victims.iter().map(|v| v.to_string()).collect(), valid)
+                });
+                (
+                    took,
+                    verdict.map_err(|f| format!("{}: {}", f.cause, f.detail)),
+                )
             })
         }
         Err(e @ Error::WrongWorld { .. }) => {
@@ -82,23 +110,37 @@ pub fn check(config: &Config, file: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The sample sizes: 3, 8 and 1,000 candidates.
+const SIZES: [usize; 3] = [3, 8, 1000];
+
 type Decision = Result<(Vec<String>, bool), String>;
 
-/// Runs `decide` on each size; `answer` names what it answers (`victims`, `node`).
+/// One sample decision per size, made before any timing.
+fn samples<T>(make: impl Fn(usize) -> T) -> Vec<(usize, T)> {
+    SIZES.iter().map(|&n| (n, make(n))).collect()
+}
+
+/// How long `call` took, and its answer.
+fn timed<T>(call: impl FnOnce() -> T) -> (Duration, T) {
+    let started = Instant::now();
+    let answer = call();
+    (started.elapsed(), answer)
+}
+
+/// Runs `decide` on each size: it times the plugin's call alone and checks the answer as
+/// porten would. `answer` names what it answers (`victims`, `node`).
 fn run(
     kind: &str,
     answer: &str,
-    sizes: &[usize],
-    decide: impl Fn(usize) -> Decision,
+    decide: impl Fn(usize) -> (Duration, Decision),
 ) -> anyhow::Result<()> {
     let mut failed = false;
-    for &n in sizes {
+    for n in SIZES {
         let mut times = Vec::with_capacity(CALLS);
         let mut last = None;
         for _ in 0..CALLS {
-            let started = Instant::now();
-            let decision = decide(n);
-            times.push(started.elapsed());
+            let (took, decision) = decide(n);
+            times.push(took);
             let stop = decision.is_err();
             last = Some(decision);
             if stop {

@@ -107,6 +107,8 @@ fn hostile_eviction_plugins_are_contained_and_lru_decides() {
             &["cause=\"memory\"", "cause=\"timeout\""][..],
         ),
         ("bad_answer", &["unusable answer"][..]),
+        // 0.2.0: an index it was never sent.
+        ("bad_index", &["cause=\"invalid_answer\""][..]),
     ] {
         let path = plugin(name);
         let (kept, log) = import_under_a_budget(work.path(), name, Some(&path));
@@ -321,12 +323,15 @@ fn plugin_check_names_the_world_and_reports_decisions_and_failures() {
     let good = check("pinned_favourites");
     let stdout = String::from_utf8(good.stdout).unwrap();
     assert!(good.status.success(), "{stdout}");
-    assert!(stdout.contains("a placement-policy component"), "{stdout}");
+    assert!(
+        stdout.contains("a placement-policy component (porten:policy@0.2.0)"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("-> accepted").count(), 3, "{stdout}");
     let c = check("largest_first_c");
     let stdout = String::from_utf8(c.stdout).unwrap();
     assert!(
-        c.status.success() && stdout.contains("an eviction-policy component"),
+        c.status.success() && stdout.contains("an eviction-policy component (porten:policy@0.1.0)"),
         "{stdout}"
     );
     let fleet = check("coding_on_gpus");

@@ -7,10 +7,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
+use crate::instance::HostState;
 use crate::{Error, Result};
+
+/// The versions of `porten:policy` a world may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// `wit/policy.wit`: candidates as records with their names, answers by name.
+    V0_1,
+    /// `wit/v0.2`: names sent once, candidates as parallel lists, answers by index.
+    V0_2,
+}
 
 /// What one plugin call may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +131,45 @@ impl PluginEngine {
         }
         // SAFETY: `compiled` comes from `precompile_component` of this very engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(invalid)
+    }
+}
+
+/// Which version of `porten:policy/{interface}` the component exports; `None` if it exports
+/// neither (it is refused when linked as either).
+pub(crate) fn exported_version(component: &Component, interface: &str) -> Option<Version> {
+    let exports = |version: &str| {
+        component
+            .get_export_index(None, format!("porten:policy/{interface}@{version}").as_str())
+            .is_some()
+    };
+    if exports("0.2.0") {
+        Some(Version::V0_2)
+    } else if exports("0.1.0") {
+        Some(Version::V0_1)
+    } else {
+        None
+    }
+}
+
+impl PluginEngine {
+    /// Links `component` (from `path`) as a component of `world`: `bindings` turns the linked
+    /// instance-to-be into the world's typed bindings. A component that imports anything, or
+    /// whose exports are not the world's, is refused here.
+    pub(crate) fn link<B>(
+        &self,
+        path: &Path,
+        component: &Component,
+        world: &'static str,
+        bindings: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<B>,
+    ) -> Result<B> {
+        let wrong = |e: wasmtime::Error| Error::WrongWorld {
+            path: path.to_path_buf(),
+            world,
+            reason: format!("{e:#}"),
+        };
+        let linker = Linker::<HostState>::new(&self.engine);
+        let pre = linker.instantiate_pre(component).map_err(wrong)?;
+        bindings(pre).map_err(wrong)
     }
 }
 

@@ -1,54 +1,30 @@
 //! A fleet placement policy implemented by a component of the `fleet-placement-policy` world
-//! (`porten:policy@0.2.0`, `wit/fleet`). Node names cross the boundary once: the plugin gets
-//! the list by `set-nodes` and each decision names nodes by index in it. The list only grows
-//! while the fleet does (a node that leaves keeps its index), and is sent again whole to an
-//! instance made afresh after a failure.
+//! (`porten:policy@0.2.0`, `wit/v0.2`). Node names cross the boundary once: the plugin gets
+//! the list by `set-nodes` and each decision names nodes by index in it, with the candidates'
+//! facts as parallel lists.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use porten_hub::{Candidate, FleetPolicy, NodeFacts, PolicyFailure};
-use wasmtime::component::Linker;
 
-use crate::instance::{HostState, Instance};
+use crate::instance::Instance;
+use crate::names::Names;
 use crate::placement::{now_ms, plugin_name};
-use crate::{Error, PluginEngine, Result};
+use crate::{PluginEngine, Result};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit/fleet", world: "fleet-placement-policy" });
+    wasmtime::component::bindgen!({ path: "../wit/v0.2", world: "fleet-placement-policy" });
 }
 
-use bindings::exports::porten::policy::fleet_placement::{Node, Request};
+use bindings::exports::porten::policy::fleet_placement::{Nodes, Request};
 
 /// The `fleet-placement-policy` plugin loaded from one file.
 pub struct WasmFleetPolicy {
     name: String,
     instance: Instance<bindings::FleetPlacementPolicy>,
     /// Every node name the hub has seen, by the index the plugin knows it by.
-    names: Mutex<Names>,
-}
-
-/// The node names sent to the plugin, with their indices looked up by name.
-#[derive(Default)]
-struct Names {
-    list: Vec<String>,
-    index: HashMap<String, u32>,
-    /// Whether the current instance has the whole list.
-    sent: bool,
-}
-
-impl Names {
-    fn index_of(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
-        }
-        let i = self.list.len() as u32;
-        self.list.push(name.to_string());
-        self.index.insert(name.to_string(), i);
-        self.sent = false;
-        i
-    }
+    names: Mutex<Names<String>>,
 }
 
 impl WasmFleetPolicy {
@@ -56,18 +32,16 @@ impl WasmFleetPolicy {
     /// another world, or one that imports anything, is refused here.
     pub fn load(engine: &PluginEngine, path: &Path) -> Result<Self> {
         let component = engine.component(path)?;
-        let linker = Linker::<HostState>::new(&engine.engine);
-        let wrong = |e: wasmtime::Error| Error::WrongWorld {
-            path: path.to_path_buf(),
-            world: "fleet-placement-policy",
-            reason: format!("{e:#}"),
-        };
-        let pre = linker.instantiate_pre(&component).map_err(wrong)?;
-        let pre = bindings::FleetPlacementPolicyPre::new(pre).map_err(wrong)?;
+        let pre = engine.link(
+            path,
+            &component,
+            "fleet-placement-policy",
+            bindings::FleetPlacementPolicyPre::new,
+        )?;
         Ok(Self {
             name: plugin_name(path),
             instance: Instance::new(engine.clone(), move |store| pre.instantiate(store)),
-            names: Mutex::new(Names::default()),
+            names: Mutex::default(),
         })
     }
 }
@@ -85,55 +59,59 @@ impl FleetPolicy for WasmFleetPolicy {
         candidates: &[Candidate],
     ) -> std::result::Result<Option<usize>, PolicyFailure> {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        let nodes: Vec<Node> = candidates
-            .iter()
-            .map(|c| Node {
-                index: names.index_of(&fleet[c.node].name),
-                budget_bytes: c.budget_bytes,
-                free_bytes: c.free_bytes,
-                reclaimable_bytes: c.reclaimable_bytes,
-                has_weights: c.has_weights,
-                busy: c.busy,
-            })
-            .collect();
+        let n = candidates.len();
+        let mut nodes = Nodes {
+            index: Vec::with_capacity(n),
+            budget_bytes: Vec::with_capacity(n),
+            free_bytes: Vec::with_capacity(n),
+            reclaimable_bytes: Vec::with_capacity(n),
+            busy: Vec::with_capacity(n),
+            has_weights: Vec::with_capacity(n),
+        };
+        for c in candidates {
+            nodes
+                .index
+                .push(names.index_of(fleet[c.node].name.as_str()));
+            nodes.budget_bytes.push(c.budget_bytes);
+            nodes.free_bytes.push(c.free_bytes);
+            nodes.reclaimable_bytes.push(c.reclaimable_bytes);
+            nodes.busy.push(c.busy);
+            nodes.has_weights.push(c.has_weights);
+        }
         let request = Request {
             model: model.to_string(),
             estimate_bytes: estimate,
             now_ms: now_ms(),
             nodes,
         };
-        let send_names = !names.sent;
-        let list = &names.list;
-        let answer = self.instance.call(|store, policy| {
-            let guest = policy.porten_policy_fleet_placement();
-            if send_names {
-                guest.call_set_nodes(&mut *store, list)?;
-            }
-            guest.call_choose_node(&mut *store, &request)
-        });
-        let answer = match answer {
-            Ok(answer) => {
-                names.sent = true;
-                answer
-            }
-            Err(f) => {
-                // The instance is gone; the next one gets the names again.
-                names.sent = false;
-                return Err(PolicyFailure {
-                    cause: f.cause,
-                    detail: f.detail,
-                });
-            }
-        };
+        let answer = names
+            .call(
+                &self.instance,
+                |store, policy, list| {
+                    policy
+                        .porten_policy_fleet_placement()
+                        .call_set_nodes(store, list)
+                },
+                |store, policy| {
+                    policy
+                        .porten_policy_fleet_placement()
+                        .call_choose_node(store, &request)
+                },
+            )
+            .map_err(|f| PolicyFailure {
+                cause: f.cause,
+                detail: f.detail,
+            })?;
         let Some(index) = answer else {
             return Ok(None);
         };
-        let chosen = names.list.get(index as usize).and_then(|name| {
-            candidates
-                .iter()
-                .find(|c| &fleet[c.node].name == name)
-                .map(|c| c.node)
-        });
+        // The answer must be one of the candidates: find its position among those sent.
+        let chosen = request
+            .nodes
+            .index
+            .iter()
+            .position(|&i| i == index)
+            .map(|at| candidates[at].node);
         chosen.map(Some).ok_or_else(|| PolicyFailure {
             cause: "invalid_answer",
             detail: format!("it chose node index {index}, which is not a candidate"),

@@ -1,6 +1,7 @@
-//! porten's WebAssembly policy plugins: a wasmtime component host for the worlds in `wit/`
-//! (`porten:policy@0.1.0`; `@0.2.0`'s fleet placement in `wit/fleet`), implementing the proxy's
-//! placement policy, the store's eviction policy and the hub's fleet policy traits.
+//! porten's WebAssembly policy plugins: a wasmtime component host for the worlds of
+//! `porten:policy` (0.1.0 in `wit/`, 0.2.0 in `wit/v0.2`), implementing the proxy's placement
+//! policy, the store's eviction policy and the hub's fleet policy traits. A placement or
+//! eviction component of either version loads; which one it is, its exports tell.
 //!
 //! A component is compiled once per engine and content (the artifact is cached on disk under its
 //! blake3 and the engine's compatibility hash), linked once into an `InstancePre`, and
@@ -15,6 +16,7 @@ mod error;
 mod eviction;
 mod fleet;
 mod instance;
+mod names;
 mod placement;
 mod reload;
 

@@ -1,24 +1,40 @@
-//! A placement policy implemented by a component of the `placement-policy` world.
+//! A placement policy implemented by a component of the `placement-policy` world, of either
+//! version of `porten:policy`: 0.1.0 (`wit/`: candidates by name, answers by name) or 0.2.0
+//! (`wit/v0.2`: model names sent once, candidates as parallel lists, answers by index). The
+//! version is read off the component's exports.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use porten_proxy::residency::{PlacementPolicy, PlacementRequest, PolicyFailure};
-use wasmtime::component::Linker;
 
-use crate::instance::{HostState, Instance};
-use crate::{Error, PluginEngine, Result};
+use crate::engine::{exported_version, Version};
+use crate::instance::{CallFailure, Instance};
+use crate::names::{named, Names};
+use crate::{PluginEngine, Result};
 
-mod bindings {
+mod v1 {
     wasmtime::component::bindgen!({ path: "../wit", world: "placement-policy" });
 }
 
-use bindings::exports::porten::policy::placement::{Candidate, Request};
+mod v2 {
+    wasmtime::component::bindgen!({ path: "../wit/v0.2", world: "placement-policy" });
+}
 
 /// The `placement-policy` plugin loaded from one file.
 pub struct WasmPlacementPolicy {
     name: String,
-    instance: Instance<bindings::PlacementPolicy>,
+    guest: Guest,
+}
+
+enum Guest {
+    V1(Instance<v1::PlacementPolicy>),
+    V2 {
+        instance: Instance<v2::PlacementPolicy>,
+        /// Every model named to the plugin, by the index it knows it by.
+        names: Mutex<Names<String>>,
+    },
 }
 
 impl WasmPlacementPolicy {
@@ -26,18 +42,34 @@ impl WasmPlacementPolicy {
     /// another world, or one that imports anything, is refused here.
     pub fn load(engine: &PluginEngine, path: &Path) -> Result<Self> {
         let component = engine.component(path)?;
-        let linker = Linker::<HostState>::new(&engine.engine);
-        let wrong = |e: wasmtime::Error| Error::WrongWorld {
-            path: path.to_path_buf(),
-            world: "placement-policy",
-            reason: format!("{e:#}"),
+        let world = "placement-policy";
+        let guest = match exported_version(&component, "placement") {
+            Some(Version::V0_2) => {
+                let pre = engine.link(path, &component, world, v2::PlacementPolicyPre::new)?;
+                Guest::V2 {
+                    instance: Instance::new(engine.clone(), move |store| pre.instantiate(store)),
+                    names: Mutex::default(),
+                }
+            }
+            _ => {
+                let pre = engine.link(path, &component, world, v1::PlacementPolicyPre::new)?;
+                Guest::V1(Instance::new(engine.clone(), move |store| {
+                    pre.instantiate(store)
+                }))
+            }
         };
-        let pre = linker.instantiate_pre(&component).map_err(wrong)?;
-        let pre = bindings::PlacementPolicyPre::new(pre).map_err(wrong)?;
         Ok(Self {
             name: plugin_name(path),
-            instance: Instance::new(engine.clone(), move |store| pre.instantiate(store)),
+            guest,
         })
+    }
+
+    /// Which `porten:policy` version the component implements: `0.1.0` or `0.2.0`.
+    pub fn version(&self) -> &'static str {
+        match self.guest {
+            Guest::V1(_) => "0.1.0",
+            Guest::V2 { .. } => "0.2.0",
+        }
     }
 }
 
@@ -51,35 +83,92 @@ impl PlacementPolicy for WasmPlacementPolicy {
     }
 
     fn try_choose_victims(&self, request: &PlacementRequest) -> Result<Vec<String>, PolicyFailure> {
-        let request = Request {
-            model: request.model.clone(),
-            need_bytes: request.need,
-            budget_bytes: request.budget,
-            free_bytes: request.free,
-            shortfall_bytes: request.shortfall(),
-            now_ms: now_ms(),
-            candidates: request
-                .candidates
-                .iter()
-                .map(|c| Candidate {
-                    model: c.model.clone(),
-                    bytes: c.bytes,
-                    idle_ms: c.idle_for.as_millis() as u64,
-                    requests: c.requests,
-                })
-                .collect(),
+        let answer = match &self.guest {
+            Guest::V1(instance) => choose_v1(instance, request),
+            Guest::V2 { instance, names } => {
+                let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+                choose_v2(instance, &mut names, request)
+            }
         };
-        self.instance
-            .call(|store, policy| {
-                policy
-                    .porten_policy_placement()
-                    .call_choose_victims(store, &request)
-            })
-            .map_err(|f| PolicyFailure {
-                cause: f.cause,
-                detail: f.detail,
-            })
+        answer.map_err(|f| PolicyFailure {
+            cause: f.cause,
+            detail: f.detail,
+        })
     }
+}
+
+fn choose_v1(
+    instance: &Instance<v1::PlacementPolicy>,
+    request: &PlacementRequest,
+) -> Result<Vec<String>, CallFailure> {
+    use v1::exports::porten::policy::placement::{Candidate, Request};
+    let request = Request {
+        model: request.model.clone(),
+        need_bytes: request.need,
+        budget_bytes: request.budget,
+        free_bytes: request.free,
+        shortfall_bytes: request.shortfall(),
+        now_ms: now_ms(),
+        candidates: request
+            .candidates
+            .iter()
+            .map(|c| Candidate {
+                model: c.model.clone(),
+                bytes: c.bytes,
+                idle_ms: c.idle_for.as_millis() as u64,
+                requests: c.requests,
+            })
+            .collect(),
+    };
+    instance.call(|store, policy| {
+        policy
+            .porten_policy_placement()
+            .call_choose_victims(store, &request)
+    })
+}
+
+fn choose_v2(
+    instance: &Instance<v2::PlacementPolicy>,
+    names: &mut Names<String>,
+    request: &PlacementRequest,
+) -> Result<Vec<String>, CallFailure> {
+    use v2::exports::porten::policy::placement::{Candidates, Request};
+    let n = request.candidates.len();
+    let mut candidates = Candidates {
+        model: Vec::with_capacity(n),
+        bytes: Vec::with_capacity(n),
+        idle_ms: Vec::with_capacity(n),
+        requests: Vec::with_capacity(n),
+    };
+    for c in &request.candidates {
+        candidates.model.push(names.index_of(c.model.as_str()));
+        candidates.bytes.push(c.bytes);
+        candidates.idle_ms.push(c.idle_for.as_millis() as u64);
+        candidates.requests.push(c.requests);
+    }
+    let request = Request {
+        model: names.index_of(request.model.as_str()),
+        need_bytes: request.need,
+        budget_bytes: request.budget,
+        free_bytes: request.free,
+        shortfall_bytes: request.shortfall(),
+        now_ms: now_ms(),
+        candidates,
+    };
+    let victims = names.call(
+        instance,
+        |store, policy, list| {
+            policy
+                .porten_policy_placement()
+                .call_set_models(store, list)
+        },
+        |store, policy| {
+            policy
+                .porten_policy_placement()
+                .call_choose_victims(store, &request)
+        },
+    )?;
+    Ok(named(names, &victims)?.into_iter().cloned().collect())
 }
 
 /// A plugin's name in logs and metrics: its file name without `.wasm`.

@@ -106,6 +106,72 @@ fn the_gdsf_example_evicts_the_large_model_that_lru_would_keep() {
 }
 
 #[test]
+fn components_of_both_versions_load_and_say_which_they_are() {
+    let engine = engine();
+    let version = |name: &str| {
+        let path = plugin(name);
+        WasmPlacementPolicy::load(&engine, &path)
+            .map(|p| p.version())
+            .or_else(|_| WasmEvictionPolicy::load(&engine, &path).map(|p| p.version()))
+            .unwrap()
+    };
+    // The examples are 0.2.0; the C example and most hostile plugins stay 0.1.0.
+    assert_eq!(version("pinned_favourites"), "0.2.0");
+    assert_eq!(version("gdsf_eviction"), "0.2.0");
+    assert_eq!(version("largest_first_c"), "0.1.0");
+    assert_eq!(version("loop_forever"), "0.1.0");
+    let largest_first = WasmEvictionPolicy::load(&engine, &plugin("largest_first_c")).unwrap();
+    assert_eq!(
+        largest_first.try_choose(&eviction_request()).unwrap()[0].to_string(),
+        "large:latest"
+    );
+}
+
+#[test]
+fn a_model_named_for_the_first_time_is_sent_to_the_plugin_before_it_decides() {
+    let policy = WasmPlacementPolicy::load(&engine(), &plugin("pinned_favourites")).unwrap();
+    assert_eq!(
+        policy.try_choose_victims(&placement_request()).unwrap(),
+        ["other"]
+    );
+    // `smollm2`, a favourite, is new: the plugin must know its name to keep it.
+    let mut request = placement_request();
+    request.candidates[0].model = "smollm2".into();
+    request.candidates.push(PlacementCandidate {
+        model: "third".into(),
+        bytes: 100,
+        idle_for: Duration::from_secs(1),
+        requests: 0,
+    });
+    assert_eq!(
+        policy.try_choose_victims(&request).unwrap(),
+        ["other"],
+        "the longest idle non-favourite goes first"
+    );
+    request.need = 250;
+    assert_eq!(
+        policy.try_choose_victims(&request).unwrap(),
+        ["other", "third"]
+    );
+}
+
+#[test]
+fn an_index_never_sent_is_refused_and_a_fresh_instance_is_given_the_names_again() {
+    let policy = WasmEvictionPolicy::load(&engine(), &plugin("bad_index")).unwrap();
+    let refused = policy.try_choose(&eviction_request()).unwrap_err();
+    assert_eq!(refused.cause, "invalid_answer", "{}", refused.detail);
+    assert!(refused.detail.contains("4294967295"), "{}", refused.detail);
+    // Asked to free nothing, it traps; its instance is discarded.
+    let mut nothing = eviction_request();
+    nothing.bytes_needed = 0;
+    let trapped = policy.try_choose(&nothing).unwrap_err();
+    assert_eq!(trapped.cause, "trap", "{}", trapped.detail);
+    // The next instance traps too unless it is sent the names before deciding.
+    let again = policy.try_choose(&eviction_request()).unwrap_err();
+    assert_eq!(again.cause, "invalid_answer", "{}", again.detail);
+}
+
+#[test]
 fn a_plugin_that_loops_is_stopped_at_its_deadline_every_time() {
     let policy = WasmPlacementPolicy::load(&engine(), &plugin("loop_forever")).unwrap();
     for _ in 0..2 {

@@ -19,7 +19,7 @@ pub struct PluginSettings {
     /// An `eviction-policy` component: which models leave the store when room is needed
     /// (`PORTEN_EVICTION_PLUGIN`).
     pub eviction: Option<PathBuf>,
-    /// A `fleet-placement-policy` component (`wit/fleet`): which node of a `porten hub` fleet
+    /// A `fleet-placement-policy` component (`wit/v0.2`): which node of a `porten hub` fleet
     /// loads a model (`PORTEN_FLEET_PLUGIN`).
     pub fleet: Option<PathBuf>,
     /// Milliseconds one decision may take before the built-in policy decides instead.

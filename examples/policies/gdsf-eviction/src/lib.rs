@@ -13,10 +13,13 @@
 //!
 //! Against least-recently-used, this evicts a large model before an older small one that has
 //! been in use for a while. Pinned and loaded models are never chosen.
+//!
+//! A `porten:policy@0.2.0` plugin: it needs no names at all (ties go by index), so
+//! `set-models` keeps nothing.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "eviction-policy" });
+wit_bindgen::generate!({ path: "../../../wit/v0.2", world: "eviction-policy" });
 
-use exports::porten::policy::eviction::{Candidate, Guest, Request};
+use exports::porten::policy::eviction::{Candidates, Guest, Request};
 
 /// A re-fetch's fixed cost, in bytes of transfer.
 const START_UP_BYTES: f64 = 3.0e9;
@@ -26,32 +29,34 @@ const AGEING_PER_DAY: f64 = 1.0;
 
 struct Gdsf;
 
-fn priority(c: &Candidate, now_ms: u64) -> f64 {
-    let size = c.size_bytes.max(1) as f64;
-    let cost = START_UP_BYTES + c.unique_bytes as f64;
-    let frequency = 1.0 + c.last_used_ms.saturating_sub(c.created_ms) as f64 / DAY_MS;
-    let clock = -(now_ms.saturating_sub(c.last_used_ms) as f64 / DAY_MS) * AGEING_PER_DAY;
+/// The priority of the candidate at position `at`.
+fn priority(c: &Candidates, at: usize, now_ms: u64) -> f64 {
+    let size = c.size_bytes[at].max(1) as f64;
+    let cost = START_UP_BYTES + c.unique_bytes[at] as f64;
+    let frequency = 1.0 + c.last_used_ms[at].saturating_sub(c.created_ms[at]) as f64 / DAY_MS;
+    let clock = -(now_ms.saturating_sub(c.last_used_ms[at]) as f64 / DAY_MS) * AGEING_PER_DAY;
     clock + frequency * cost / size
 }
 
 impl Guest for Gdsf {
-    fn choose_victims(request: Request) -> Vec<String> {
-        let mut order: Vec<(f64, &Candidate)> = request
-            .candidates
-            .iter()
-            .filter(|c| !c.pinned && !c.loaded)
-            .map(|c| (priority(c, request.now_ms), c))
+    fn set_models(_names: Vec<String>) {}
+
+    fn choose_victims(request: Request) -> Vec<u32> {
+        let c = &request.candidates;
+        let mut order: Vec<(f64, usize)> = (0..c.model.len())
+            .filter(|&at| !c.pinned[at] && !c.loaded[at])
+            .map(|at| (priority(c, at, request.now_ms), at))
             .collect();
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.model.cmp(&b.1.model)));
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(c.model[a.1].cmp(&c.model[b.1])));
         // The store stops once enough is freed: the victims it needs, and a few to spare.
         let mut freed = 0u64;
         let mut victims = Vec::new();
-        for (_, candidate) in order {
+        for (_, at) in order {
             if freed >= request.bytes_needed.saturating_mul(2) {
                 break;
             }
-            freed += candidate.unique_bytes;
-            victims.push(candidate.model.clone());
+            freed += c.unique_bytes[at];
+            victims.push(c.model[at]);
         }
         victims
     }

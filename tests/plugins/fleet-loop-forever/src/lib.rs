@@ -1,6 +1,6 @@
 //! A fleet placement plugin that never answers: porten's deadline must stop it.
 
-wit_bindgen::generate!({ path: "../../../wit/fleet", world: "fleet-placement-policy" });
+wit_bindgen::generate!({ path: "../../../wit/v0.2", world: "fleet-placement-policy" });
 
 use exports::porten::policy::fleet_placement::{Guest, Request};
 
@@ -13,7 +13,7 @@ impl Guest for Spin {
         let mut n = request.estimate_bytes;
         loop {
             n = std::hint::black_box(n.wrapping_mul(6364136223846793005).wrapping_add(1));
-            if n == 0 && request.nodes.len() > usize::MAX / 2 {
+            if n == 0 && request.nodes.index.len() > usize::MAX / 2 {
                 return None;
             }
         }
