@@ -139,7 +139,10 @@ impl PluginEngine {
 pub(crate) fn exported_version(component: &Component, interface: &str) -> Option<Version> {
     let exports = |version: &str| {
         component
-            .get_export_index(None, format!("porten:policy/{interface}@{version}").as_str())
+            .get_export_index(
+                None,
+                format!("porten:policy/{interface}@{version}").as_str(),
+            )
             .is_some()
     };
     if exports("0.2.0") {

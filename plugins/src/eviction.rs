@@ -160,8 +160,8 @@ fn choose_v2(
         pinned: Vec::with_capacity(n),
         loaded: Vec::with_capacity(n),
     };
-    for c in &request.candidates {
-        candidates.model.push(names.index_of(&c.model));
+    for (at, c) in request.candidates.iter().enumerate() {
+        candidates.model.push(names.index_at(at, &c.model));
         candidates.size_bytes.push(c.size_bytes);
         candidates.unique_bytes.push(c.unique_bytes);
         candidates.last_used_ms.push(c.last_used_ms);

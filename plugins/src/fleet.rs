@@ -68,10 +68,10 @@ impl FleetPolicy for WasmFleetPolicy {
             busy: Vec::with_capacity(n),
             has_weights: Vec::with_capacity(n),
         };
-        for c in candidates {
+        for (at, c) in candidates.iter().enumerate() {
             nodes
                 .index
-                .push(names.index_of(fleet[c.node].name.as_str()));
+                .push(names.index_at(at, fleet[c.node].name.as_str()));
             nodes.budget_bytes.push(c.budget_bytes);
             nodes.free_bytes.push(c.free_bytes);
             nodes.reclaimable_bytes.push(c.reclaimable_bytes);

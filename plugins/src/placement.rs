@@ -140,8 +140,8 @@ fn choose_v2(
         idle_ms: Vec::with_capacity(n),
         requests: Vec::with_capacity(n),
     };
-    for c in &request.candidates {
-        candidates.model.push(names.index_of(c.model.as_str()));
+    for (at, c) in request.candidates.iter().enumerate() {
+        candidates.model.push(names.index_at(at, c.model.as_str()));
         candidates.bytes.push(c.bytes);
         candidates.idle_ms.push(c.idle_for.as_millis() as u64);
         candidates.requests.push(c.requests);
