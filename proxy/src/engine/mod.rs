@@ -4,6 +4,7 @@
 
 pub mod gguf;
 mod load;
+mod logit_bias;
 pub mod logprobs;
 pub mod prefix_cache;
 mod sampling;
@@ -94,7 +95,9 @@ impl EngineJob {
 
     /// The engine's request for this job, answered on `response`; with `raw_logits`, the
     /// prompt's logits come back instead of an answer.
-    fn into_request(self, response: mpsc::Sender<Response>, raw_logits: bool) -> Request {
+    fn into_request(mut self, response: mpsc::Sender<Response>, raw_logits: bool) -> Request {
+        // Taken out of the sampling parameters, which mistral.rs would ignore it in.
+        let logit_bias = self.sampling.logits_bias.take();
         Request::Normal(Box::new(NormalRequest {
             messages: self.message,
             sampling_params: self.sampling,
@@ -106,7 +109,7 @@ impl EngineJob {
             suffix: None,
             tools: self.tools,
             tool_choice: self.tool_choice,
-            logits_processors: None,
+            logits_processors: logit_bias.map(|bias| vec![logit_bias::LogitBias::processor(bias)]),
             return_raw_logits: raw_logits,
             web_search_options: None,
             model_id: None,
