@@ -3,7 +3,8 @@
 //! one moto mirror. Models land where there is room (a node with the weights first), the
 //! fleet's least recently used idle model makes room, a killed node's traffic moves on, a
 //! restarted hub picks the fleet up from the next reports, a request waits rather than unload
-//! a busy model, a busy model gets a second copy, and a stranger's token is refused both ways.
+//! a busy model, a busy model gets a second copy, a stream whose node dies ends with an error
+//! event in its dialect, and a stranger's token is refused both ways.
 
 mod support;
 
@@ -598,4 +599,85 @@ fn the_example_fleet_plugin_decides_and_a_looping_one_falls_back_on_hubs_side_by
     assert_eq!(served(looping_addr, "qwen-coder"), "gpu-1");
     assert_eq!(served(deciding_addr, "chat"), "mac");
     drop((gpu, mac));
+}
+
+#[test]
+fn a_stream_whose_node_dies_midway_ends_with_an_error_event_and_the_hub_keeps_serving() {
+    use std::io::BufReader;
+    use support::http::{open, read_chunk, read_head};
+    let (moto, estimate) = mirror_with_models(1);
+    let (_hub, hub_addr) = start_hub(0, &[]);
+    let mut node = start_node(
+        "n0",
+        &moto,
+        &[hub_addr.port()],
+        &budget_mb(estimate, 1.5),
+        &[],
+    );
+    wait_for(hub_addr, 30, "the node", |s| live_nodes(s) == 1);
+    assert_eq!(served(hub_addr, "m1"), "n0");
+    // Greedy, the end-of-text tokens forbidden: the answer is still streaming when its node
+    // dies (the same answer runs to about a thousand tokens when nothing breaks).
+    let body = json!({"model": "m1", "stream": true, "max_tokens": 1900, "temperature": 0.0,
+                      "logit_bias": {"256": -100, "257": -100, "258": -100},
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let stream = open(
+        hub_addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-porten-node" && v == "n0"));
+    let first = read_chunk(&mut reader).expect("a first event");
+    assert!(
+        first.starts_with(b"data: {"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    node.server.kill();
+    // The rest of the stream, to its clean end: the last event is an OpenAI error object, and
+    // no `[DONE]` pretends the answer was whole.
+    let mut rest = Vec::new();
+    while let Some(chunk) = read_chunk(&mut reader) {
+        rest.extend_from_slice(&chunk);
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    let events: Vec<&str> = rest
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let last: Value = serde_json::from_str(
+        events
+            .last()
+            .and_then(|e| e.strip_prefix("data: "))
+            .unwrap_or_else(|| panic!("no event after the break: {rest}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {rest}"));
+    assert!(last["error"]["message"].is_string(), "{last}");
+    assert!(!rest.contains("[DONE]"), "{rest}");
+    // The hub itself is unharmed: with its only node gone, it answers in the client's dialect.
+    let after = post_json(
+        hub_addr,
+        "/v1/chat/completions",
+        &json!({"model": "m1", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert!(
+        [502, 503].contains(&after.status),
+        "{} {}",
+        after.status,
+        after.text()
+    );
+    assert!(
+        after.json()["error"]["message"].is_string(),
+        "{}",
+        after.text()
+    );
 }
