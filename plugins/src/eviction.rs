@@ -4,7 +4,6 @@
 //! version is read off the component's exports.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use porten_storage::{EvictionPolicy, EvictionRequest, ModelRef, PolicyFailure};
 
@@ -12,6 +11,7 @@ use crate::engine::{exported_version, Version};
 use crate::instance::{CallFailure, Instance};
 use crate::names::{named, Names};
 use crate::placement::{now_ms, plugin_name};
+use crate::versioned::Versioned;
 use crate::{PluginEngine, Result};
 
 mod v1 {
@@ -28,14 +28,7 @@ pub struct WasmEvictionPolicy {
     guest: Guest,
 }
 
-enum Guest {
-    V1(Instance<v1::EvictionPolicy>),
-    V2 {
-        instance: Instance<v2::EvictionPolicy>,
-        /// Every model named to the plugin, by the index it knows it by.
-        names: Mutex<Names<ModelRef>>,
-    },
-}
+type Guest = Versioned<v1::EvictionPolicy, v2::EvictionPolicy, ModelRef>;
 
 impl std::fmt::Debug for WasmEvictionPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,14 +48,13 @@ impl WasmEvictionPolicy {
         let guest = match exported_version(&component, "eviction") {
             Some(Version::V0_2) => {
                 let pre = engine.link(path, &component, world, v2::EvictionPolicyPre::new)?;
-                Guest::V2 {
-                    instance: Instance::new(engine.clone(), move |store| pre.instantiate(store)),
-                    names: Mutex::default(),
-                }
+                Guest::v0_2(Instance::new(engine.clone(), move |store| {
+                    pre.instantiate(store)
+                }))
             }
             _ => {
                 let pre = engine.link(path, &component, world, v1::EvictionPolicyPre::new)?;
-                Guest::V1(Instance::new(engine.clone(), move |store| {
+                Guest::V0_1(Instance::new(engine.clone(), move |store| {
                     pre.instantiate(store)
                 }))
             }
@@ -75,10 +67,7 @@ impl WasmEvictionPolicy {
 
     /// Which `porten:policy` version the component implements: `0.1.0` or `0.2.0`.
     pub fn version(&self) -> &'static str {
-        match self.guest {
-            Guest::V1(_) => "0.1.0",
-            Guest::V2 { .. } => "0.2.0",
-        }
+        self.guest.version()
     }
 }
 
@@ -92,13 +81,10 @@ impl EvictionPolicy for WasmEvictionPolicy {
     }
 
     fn try_choose(&self, request: &EvictionRequest) -> Result<Vec<ModelRef>, PolicyFailure> {
-        let answer = match &self.guest {
-            Guest::V1(instance) => choose_v1(instance, request),
-            Guest::V2 { instance, names } => {
-                let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
-                choose_v2(instance, &mut names, request)
-            }
-        };
+        let answer = self.guest.decide(
+            |instance| choose_v1(instance, request),
+            |instance, names| choose_v2(instance, names, request),
+        );
         answer.map_err(|f| PolicyFailure {
             cause: f.cause,
             detail: f.detail,

@@ -19,6 +19,7 @@ mod instance;
 mod names;
 mod placement;
 mod reload;
+mod versioned;
 
 pub use engine::{Limits, PluginEngine};
 pub use error::{Error, Result};

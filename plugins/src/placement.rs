@@ -4,7 +4,6 @@
 //! version is read off the component's exports.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use porten_proxy::residency::{PlacementPolicy, PlacementRequest, PolicyFailure};
@@ -12,6 +11,7 @@ use porten_proxy::residency::{PlacementPolicy, PlacementRequest, PolicyFailure};
 use crate::engine::{exported_version, Version};
 use crate::instance::{CallFailure, Instance};
 use crate::names::{named, Names};
+use crate::versioned::Versioned;
 use crate::{PluginEngine, Result};
 
 mod v1 {
@@ -28,14 +28,7 @@ pub struct WasmPlacementPolicy {
     guest: Guest,
 }
 
-enum Guest {
-    V1(Instance<v1::PlacementPolicy>),
-    V2 {
-        instance: Instance<v2::PlacementPolicy>,
-        /// Every model named to the plugin, by the index it knows it by.
-        names: Mutex<Names<String>>,
-    },
-}
+type Guest = Versioned<v1::PlacementPolicy, v2::PlacementPolicy, String>;
 
 impl WasmPlacementPolicy {
     /// Loads, compiles (or finds compiled) and links the component at `path`. A component of
@@ -46,14 +39,13 @@ impl WasmPlacementPolicy {
         let guest = match exported_version(&component, "placement") {
             Some(Version::V0_2) => {
                 let pre = engine.link(path, &component, world, v2::PlacementPolicyPre::new)?;
-                Guest::V2 {
-                    instance: Instance::new(engine.clone(), move |store| pre.instantiate(store)),
-                    names: Mutex::default(),
-                }
+                Guest::v0_2(Instance::new(engine.clone(), move |store| {
+                    pre.instantiate(store)
+                }))
             }
             _ => {
                 let pre = engine.link(path, &component, world, v1::PlacementPolicyPre::new)?;
-                Guest::V1(Instance::new(engine.clone(), move |store| {
+                Guest::V0_1(Instance::new(engine.clone(), move |store| {
                     pre.instantiate(store)
                 }))
             }
@@ -66,10 +58,7 @@ impl WasmPlacementPolicy {
 
     /// Which `porten:policy` version the component implements: `0.1.0` or `0.2.0`.
     pub fn version(&self) -> &'static str {
-        match self.guest {
-            Guest::V1(_) => "0.1.0",
-            Guest::V2 { .. } => "0.2.0",
-        }
+        self.guest.version()
     }
 }
 
@@ -83,13 +72,10 @@ impl PlacementPolicy for WasmPlacementPolicy {
     }
 
     fn try_choose_victims(&self, request: &PlacementRequest) -> Result<Vec<String>, PolicyFailure> {
-        let answer = match &self.guest {
-            Guest::V1(instance) => choose_v1(instance, request),
-            Guest::V2 { instance, names } => {
-                let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
-                choose_v2(instance, &mut names, request)
-            }
-        };
+        let answer = self.guest.decide(
+            |instance| choose_v1(instance, request),
+            |instance, names| choose_v2(instance, names, request),
+        );
         answer.map_err(|f| PolicyFailure {
             cause: f.cause,
             detail: f.detail,
