@@ -154,6 +154,61 @@ fn a_logit_bias_of_minus_100_keeps_a_token_out_while_sampling() {
 }
 
 #[test]
+fn a_streamed_answer_that_runs_out_of_tokens_says_so_even_when_it_ends_inside_a_character() {
+    let t = tiny(&[]);
+    // The random byte-level model often ends on a byte that is not yet a whole character; the
+    // engine then sends no final chunk, and the answer must still end by `length`, counted.
+    for _ in 0..8 {
+        let answer = post_json(
+            t.server.addr,
+            "/v1/chat/completions",
+            &chat_body(
+                json!({"stream": true, "stream_options": {"include_usage": true},
+                              "max_tokens": 300, "temperature": 1.0,
+                              "logit_bias": {"256": -100, "257": -100, "258": -100}}),
+            ),
+            &[],
+        );
+        assert_eq!(answer.status, 200);
+        let text = answer.text();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.trim().strip_prefix("data: "))
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect();
+        let finishes: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e["choices"].get(0))
+            .map(|c| &c["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finishes, ["length"], "{text}");
+        let usage = events
+            .iter()
+            .find(|e| !e["usage"].is_null())
+            .expect("usage");
+        assert_eq!(usage["usage"]["completion_tokens"], 300, "{usage}");
+        // The same in a streamed text completion.
+        let answer = post_json(
+            t.server.addr,
+            "/v1/completions",
+            &json!({"model": "tiny", "prompt": "Once", "stream": true, "max_tokens": 300,
+                    "temperature": 1.0,
+                    "logit_bias": {"256": -100, "257": -100, "258": -100}}),
+            &[],
+        );
+        assert_eq!(answer.status, 200);
+        let text = answer.text();
+        assert_eq!(
+            text.matches("\"finish_reason\":\"length\"").count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("\"finish_reason\":\"stop\""), "{text}");
+    }
+}
+
+#[test]
 fn a_client_that_disconnects_cancels_its_generation() {
     let t = tiny(&[]);
     // The end-of-text tokens forbidden, so the answer is still going when the client leaves.

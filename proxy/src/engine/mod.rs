@@ -4,9 +4,9 @@
 
 pub mod gguf;
 mod load;
-mod logit_bias;
 pub mod logprobs;
 pub mod prefix_cache;
+mod processors;
 mod sampling;
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use mistralrs::{
 use tokio::sync::mpsc;
 
 pub use load::{expected_source, load_model, resolve_source, ModelSource, PrefixCacheSettings};
+pub use processors::SampledTokens;
 pub use sampling::SamplingRequest;
 
 use crate::{Error, Result};
@@ -76,6 +77,8 @@ pub struct EngineJob {
     /// Tokens in the prompt, once the context check has counted them (0 before): what the
     /// prefix cache's books start the sequence at.
     pub prompt_tokens: usize,
+    /// Counts the tokens the engine samples for it (one sequence only).
+    pub sampled: SampledTokens,
 }
 
 impl EngineJob {
@@ -90,6 +93,7 @@ impl EngineJob {
             logprobs: false,
             streaming: false,
             prompt_tokens: 0,
+            sampled: SampledTokens::default(),
         }
     }
 
@@ -97,7 +101,13 @@ impl EngineJob {
     /// prompt's logits come back instead of an answer.
     fn into_request(mut self, response: mpsc::Sender<Response>, raw_logits: bool) -> Request {
         // Taken out of the sampling parameters, which mistral.rs would ignore it in.
-        let logit_bias = self.sampling.logits_bias.take();
+        let mut processors = Vec::new();
+        if let Some(bias) = self.sampling.logits_bias.take() {
+            processors.push(processors::LogitBias::processor(bias));
+        }
+        if self.sampling.n_choices == 1 {
+            processors.push(self.sampled.processor());
+        }
         Request::Normal(Box::new(NormalRequest {
             messages: self.message,
             sampling_params: self.sampling,
@@ -109,7 +119,7 @@ impl EngineJob {
             suffix: None,
             tools: self.tools,
             tool_choice: self.tool_choice,
-            logits_processors: logit_bias.map(|bias| vec![logit_bias::LogitBias::processor(bias)]),
+            logits_processors: Some(processors).filter(|p| !p.is_empty()),
             return_raw_logits: raw_logits,
             web_search_options: None,
             model_id: None,

@@ -97,10 +97,11 @@ pub fn start(
             .prompt
             .into_job(model.generation_defaults.as_ref(), true)?;
         let fitted = fit_context(&model, &mut job, model.context_length, &exchange).await?;
+        let sampled = job.sampled.clone();
         let answers = model.submit(job).await?;
         Ok(Started {
             model,
-            generation: Generation::new(answers, fitted, ask.own_stops),
+            generation: Generation::new(answers, fitted, ask.own_stops, sampled),
         })
     }
     .boxed()

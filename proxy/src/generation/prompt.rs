@@ -193,6 +193,7 @@ impl Prompt {
             logprobs: self.logprobs,
             streaming,
             prompt_tokens: 0,
+            sampled: Default::default(),
         })
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::context::Fitted;
 use super::stop::{Matched, StopMatcher};
-use crate::engine::engine_failure;
+use crate::engine::{engine_failure, SampledTokens};
 use crate::{Error, Result};
 
 /// A call the model made.
@@ -65,6 +65,8 @@ pub enum Event {
 /// An answer being generated.
 pub struct Generation {
     answers: Option<mpsc::Receiver<Response>>,
+    /// The engine's count of tokens sampled, where the job was counted.
+    sampled: SampledTokens,
     stops: StopMatcher,
     fitted: Fitted,
     /// Chunks with text or calls: one token each, the count when the engine gives none.
@@ -76,9 +78,16 @@ pub struct Generation {
 impl Generation {
     /// Reads the engine's streamed answer to a job whose prompt `fitted` measured. `own_stops`
     /// are matched here (the job must not also pass them to the engine).
-    pub fn new(answers: mpsc::Receiver<Response>, fitted: Fitted, own_stops: Vec<String>) -> Self {
+    /// `sampled` is the job's count of sampled tokens.
+    pub fn new(
+        answers: mpsc::Receiver<Response>,
+        fitted: Fitted,
+        own_stops: Vec<String>,
+        sampled: SampledTokens,
+    ) -> Self {
         Self {
             answers: Some(answers),
+            sampled,
             stops: StopMatcher::new(own_stops),
             fitted,
             tokens_seen: 0,
@@ -106,15 +115,19 @@ impl Generation {
                 Some(Response::Chunk(chunk)) => self.take_chunk(chunk),
                 Some(Response::CompletionChunk(chunk)) => self.take_text_chunk(chunk),
                 // mistral.rs skips a token whose bytes end inside a UTF-8 character; when that
-                // is the last one, the channel closes without a finish: close the answer here.
+                // is the last one, the channel closes without a finish (and without usage):
+                // close the answer here, by the engine's count of tokens sampled where there
+                // is one (chunks undercount: one can carry the tokens skipped before it).
                 None => {
-                    let hit_limit = self.tokens_seen + 1 >= self.fitted.max_tokens;
-                    let finish = if hit_limit {
+                    let sampled = self.sampled.count();
+                    let tokens = sampled.unwrap_or(self.tokens_seen + 1);
+                    let finish = if tokens >= self.fitted.max_tokens {
                         Finish::Length
                     } else {
                         Finish::Stop
                     };
-                    self.end(finish, None);
+                    let usage = sampled.map(|n| (self.fitted.prompt_tokens, n));
+                    self.end(finish, usage);
                 }
                 Some(other) => {
                     self.answers = None;
@@ -269,6 +282,15 @@ mod tests {
     }
 
     async fn run(answers: Vec<Response>, max_tokens: usize, stops: &[&str]) -> (String, Ending) {
+        run_counted(answers, max_tokens, stops, SampledTokens::default()).await
+    }
+
+    async fn run_counted(
+        answers: Vec<Response>,
+        max_tokens: usize,
+        stops: &[&str],
+        sampled: SampledTokens,
+    ) -> (String, Ending) {
         let (tx, rx) = mpsc::channel(answers.len().max(1));
         for answer in answers {
             tx.send(answer).await.unwrap();
@@ -279,7 +301,10 @@ mod tests {
             max_tokens,
         };
         let stops = stops.iter().map(|s| s.to_string()).collect();
-        let (text, calls, ending) = Generation::new(rx, fitted, stops).collect().await.unwrap();
+        let (text, calls, ending) = Generation::new(rx, fitted, stops, sampled)
+            .collect()
+            .await
+            .unwrap();
         assert!(calls.is_empty());
         (text, ending)
     }
@@ -325,5 +350,28 @@ mod tests {
         assert_eq!(ending.finish, Finish::Length);
         let (_, ending) = run(vec![chunk("a", None, None)], 30, &[]).await;
         assert_eq!(ending.finish, Finish::Stop);
+    }
+
+    /// A count of `n` sampled tokens, as the engine's processor would leave it.
+    fn sampled(n: usize) -> SampledTokens {
+        let sampled = SampledTokens::default();
+        let processor = sampled.processor();
+        let logits = mistralrs::Tensor::new(&[0f32], &mistralrs::Device::Cpu).unwrap();
+        for _ in 0..n {
+            processor.apply(&logits, &[]).unwrap();
+        }
+        sampled
+    }
+
+    #[tokio::test]
+    async fn a_stream_closed_without_a_finish_ends_by_the_engine_s_count_of_tokens() {
+        // Two chunks carried all five tokens (three were withheld inside characters).
+        let chunks = || vec![chunk("ab", None, None), chunk("c", None, None)];
+        let (_, ending) = run_counted(chunks(), 5, &[], sampled(5)).await;
+        assert_eq!(ending.finish, Finish::Length);
+        assert_eq!((ending.prompt_tokens, ending.completion_tokens), (7, 5));
+        let (_, ending) = run_counted(chunks(), 30, &[], sampled(5)).await;
+        assert_eq!(ending.finish, Finish::Stop);
+        assert_eq!(ending.completion_tokens, 5);
     }
 }

@@ -11,7 +11,7 @@ use super::chat_request::chat_prompt;
 use super::output;
 use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta, Usage};
-use crate::engine::{self, ModelKind};
+use crate::engine::{self, ModelKind, SampledTokens};
 use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
@@ -35,11 +35,13 @@ pub async fn chat_completions(
     let mut job = ask
         .prompt
         .into_job(model.generation_defaults.as_ref(), streaming)?;
-    fit_context(&model, &mut job, model.context_length, exchange).await?;
+    let fitted = fit_context(&model, &mut job, model.context_length, exchange).await?;
     let limits = StreamLimits {
         choices: job.sampling.n_choices,
         max_tokens: job.sampling.max_len,
         include_usage: ask.include_usage,
+        prompt_tokens: fitted.prompt_tokens,
+        sampled: job.sampled.clone(),
     };
     let mut answers = model.submit(job).await?;
     let head = ChunkHead {
@@ -141,7 +143,17 @@ async fn stream_chunks(
     }
     // mistral.rs skips a token's chunk when its bytes end inside a UTF-8 character; when that
     // is the last token, the finish chunk (and its usage) never comes. Close those choices here.
-    let unfinished = close_unfinished(&finished, &chunks_seen, limits.max_tokens);
+    // The engine's count of sampled tokens (one choice only) says whether they ran out;
+    // without it, the chunks seen, which undercount (a chunk can carry withheld tokens).
+    let sampled = limits.sampled.count();
+    if let (None, Some(n)) = (&usage, sampled) {
+        usage = Some(Usage::new(limits.prompt_tokens, n));
+    }
+    let seen: Vec<usize> = match sampled {
+        Some(n) => vec![n],
+        None => chunks_seen.iter().map(|seen| seen + 1).collect(),
+    };
+    let unfinished = close_unfinished(&finished, &seen, limits.max_tokens);
     if !unfinished.is_empty() {
         tracing::debug!(
             choices = unfinished.len(),
@@ -174,20 +186,26 @@ struct StreamLimits {
     choices: usize,
     max_tokens: Option<usize>,
     include_usage: bool,
+    /// Tokens in the prompt, as porten counted them.
+    prompt_tokens: usize,
+    /// The engine's count of tokens sampled (counted for one choice only).
+    sampled: SampledTokens,
 }
 
+/// The finish chunks of the choices the engine left unfinished: `length` where the choice's
+/// `tokens` reached the limit, else `stop`.
 fn close_unfinished(
     finished: &[bool],
-    chunks_seen: &[usize],
+    tokens: &[usize],
     max_tokens: Option<usize>,
 ) -> Vec<ChunkChoice> {
     finished
         .iter()
-        .zip(chunks_seen)
+        .zip(tokens)
         .enumerate()
         .filter(|(_, (done, _))| !**done)
-        .map(|(index, (_, seen))| {
-            let hit_limit = max_tokens.is_some_and(|max| *seen + 1 >= max);
+        .map(|(index, (_, tokens))| {
+            let hit_limit = max_tokens.is_some_and(|max| *tokens >= max);
             ChunkChoice {
                 index,
                 delta: Delta::default(),

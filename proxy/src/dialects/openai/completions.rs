@@ -12,7 +12,7 @@ use super::output;
 use super::scored::{parse_logprobs, scored_completions, ScoredPrompt, Scoring};
 use super::stream::{next_chunk, send_chunk, Next};
 use super::wire::{Completion, CompletionChoice, CompletionRequest, Prompt, Usage};
-use crate::engine::{self, EngineJob, ModelKind, SamplingRequest};
+use crate::engine::{self, EngineJob, ModelKind, SampledTokens, SamplingRequest};
 use crate::generation::{admit, fit_context, fresh_id, require_kind, unix_now};
 use crate::http::respond::{json, Body};
 use crate::http::{read_json, sse, ServerState};
@@ -90,10 +90,15 @@ pub async fn completions(
         let prompt = prompts.into_iter().next().expect("one prompt");
         let mut job = job(prompt);
         fit_context(&model, &mut job, model.context_length, exchange).await?;
+        let limits = TextLimits {
+            choices: n,
+            max_tokens: job.sampling.max_len,
+            sampled: job.sampled.clone(),
+        };
         let answers = model.submit(job).await?;
         let (events, response) = sse::channel();
         let span = exchange.span().clone();
-        let stream = stream_text(answers, events, head, n, model, exchange.clone());
+        let stream = stream_text(answers, events, head, limits, model, exchange.clone());
         tokio::spawn(stream.instrument(span));
         return Ok(response);
     }
@@ -208,6 +213,7 @@ fn text_job(
         logprobs,
         streaming,
         prompt_tokens: 0,
+        sampled: Default::default(),
     }
 }
 
@@ -247,14 +253,27 @@ async fn run_one(
     }
 }
 
+/// What a text stream needs to know about its request.
+struct TextLimits {
+    choices: usize,
+    max_tokens: Option<usize>,
+    /// The engine's count of tokens sampled (counted for one choice only).
+    sampled: SampledTokens,
+}
+
 async fn stream_text(
     mut answers: mpsc::Receiver<EngineResponse>,
     events: sse::EventSender,
     head: Completion,
-    choices: usize,
+    limits: TextLimits,
     _admitted: Admitted,
     exchange: Exchange,
 ) {
+    let TextLimits {
+        choices,
+        max_tokens,
+        sampled,
+    } = limits;
     let mut finished = 0;
     // mistral.rs's completion chunks carry no usage: one chunk is one token.
     let mut tokens = 0;
@@ -288,9 +307,16 @@ async fn stream_text(
             return;
         }
     }
+    // The engine's count, where it kept one: chunks undercount when some were withheld.
+    let tokens = sampled.count().unwrap_or(tokens);
     exchange.usage(None, tokens);
     if finished < choices {
         // See the chat stream: mistral.rs can end a stream without its finish chunk.
+        let ran_out = sampled
+            .count()
+            .zip(max_tokens)
+            .is_some_and(|(sampled, max)| sampled >= max);
+        let finish = if ran_out { "length" } else { "stop" };
         let mut event = head;
         event.choices = (0..choices)
             .filter(|i| !finished_index.contains(i))
@@ -298,7 +324,7 @@ async fn stream_text(
                 index,
                 text: String::new(),
                 logprobs: None,
-                finish_reason: Some("stop".into()),
+                finish_reason: Some(finish.into()),
             })
             .collect();
         if events.send_json(&event).await.is_err() {
