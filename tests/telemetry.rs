@@ -341,32 +341,27 @@ fn metrics_move_by_exactly_what_the_test_did() {
     ];
     let (mut input, mut output) = (0.0, 0.0);
     for stream in [false, false, true] {
-        let answer = post_json(
-            server.addr,
-            "/v1/chat/completions",
-            &chat("tiny", stream),
-            &[],
-        );
+        let mut body = chat("tiny", stream);
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let answer = post_json(server.addr, "/v1/chat/completions", &body, &[]);
         assert_eq!(answer.status, 200, "{}", answer.text());
-        if !stream {
-            let usage = &answer.json()["usage"];
-            input += usage["prompt_tokens"].as_f64().unwrap();
-            output += usage["completion_tokens"].as_f64().unwrap();
-        } else {
-            // The engine's usage of a stream comes with its last chunk when asked for; count
-            // the content chunks instead (one per token).
-            output += answer
+        let usage = if stream {
+            // A stream's usage comes with its last chunk, when asked for.
+            answer
                 .events()
                 .iter()
                 .filter(|e| *e != "[DONE]")
                 .map(|e| serde_json::from_str::<Value>(e).unwrap())
-                .filter(|e| {
-                    e["choices"][0]["delta"]["content"]
-                        .as_str()
-                        .is_some_and(|c| !c.is_empty())
-                })
-                .count() as f64;
-        }
+                .find(|e| !e["usage"].is_null())
+                .expect("the usage chunk")["usage"]
+                .clone()
+        } else {
+            answer.json()["usage"].clone()
+        };
+        input += usage["prompt_tokens"].as_f64().unwrap();
+        output += usage["completion_tokens"].as_f64().unwrap();
     }
     let embedded = post_json(
         server.addr,
