@@ -681,3 +681,60 @@ fn a_stream_whose_node_dies_midway_ends_with_an_error_event_and_the_hub_keeps_se
         after.text()
     );
 }
+
+#[test]
+fn the_hub_cuts_a_half_sent_head_and_a_stalled_body_as_porten_serve_does() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "[server.connections]\nhead_timeout_secs = 1\nbody_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let hub = Porten::launch_here(
+        &["hub", "--listen", "127.0.0.1:0", "--config", &config],
+        &[],
+        &[],
+        HUB_ANNOUNCE,
+    );
+    let addr = hub.addr;
+    // A head that never ends is closed at the head timeout.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the half-sent head was kept for {:?}",
+        started.elapsed()
+    );
+    // A body that stalls is answered 408 in the client's dialect.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 200\r\n\r\n{\"model\":",
+        )
+        .unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stalled);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.contains(" 408 "), "{status}");
+    let mut answer = Vec::new();
+    let _ = reader.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("request_timeout"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // And the hub still answers.
+    assert_eq!(get(addr, "/health").status, 200);
+}

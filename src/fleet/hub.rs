@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use porten_hub::{Fleet, Target};
 use porten_proxy::dialects::{stream_error_frame, Dialect};
 use porten_proxy::http::respond::{json, prometheus};
-use porten_proxy::http::{Body, MetricsText};
+use porten_proxy::http::{read_body, Body, MetricsText};
 use porten_proxy::Error;
 use serde::Deserialize;
 
@@ -40,7 +38,8 @@ pub struct Hub {
     fleet: Mutex<Fleet>,
     client: NodeClient,
     settings: FleetConfig,
-    max_body_bytes: usize,
+    /// The `[server]` settings: the body bounds the hub reads requests within.
+    server: porten_proxy::config::ServerConfig,
     waiting: AtomicUsize,
     reported: tokio::sync::Notify,
     metrics: Option<MetricsText>,
@@ -92,7 +91,7 @@ pub async fn run(config: Config, metrics: Option<MetricsText>) -> anyhow::Result
         fleet: Mutex::new(fleet),
         client: forward::node_client(),
         settings: config.fleet.clone(),
-        max_body_bytes: config.server.max_body_bytes,
+        server: config.server.clone(),
         waiting: AtomicUsize::new(0),
         reported: tokio::sync::Notify::new(),
         metrics,
@@ -102,32 +101,19 @@ pub async fn run(config: Config, metrics: Option<MetricsText>) -> anyhow::Result
     tokio::spawn(super::status::watch_health(hub.clone()));
     println!("porten hub listening on http://{addr}");
     tracing::info!(%addr, strategy = ?config.fleet.strategy, "hub listening");
-    let shutdown = crate::serve::shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return Ok(()),
-        };
-        let _ = stream.set_nodelay(true);
-        let hub = hub.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let hub = hub.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(hub, req, peer).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    // The same connection layer as `porten serve`: the cap, the head, body and idle
+    // timeouts, the HTTP/2 limits, and graceful shutdown.
+    let handler: porten_proxy::http::Handler =
+        Arc::new(move |req, peer| Box::pin(handle(hub.clone(), req, peer)));
+    porten_proxy::http::serve_connections(
+        listener,
+        &config.server,
+        handler,
+        crate::serve::shutdown_signal(),
+        || {},
+    )
+    .await;
+    Ok(())
 }
 
 async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -165,16 +151,7 @@ async fn by_model(
     path: &str,
 ) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, hub.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|e| match e.downcast::<http_body_util::LengthLimitError>() {
-            Ok(_) => Error::PayloadTooLarge {
-                limit: hub.max_body_bytes,
-            },
-            Err(e) => Error::invalid("body", format!("cannot read the body: {e}")),
-        })?
-        .to_bytes();
+    let body = read_body(&parts.headers, body, &hub.server).await?;
     if body.is_empty() {
         return Err(Error::RouteNotFound {
             method: parts.method.to_string(),

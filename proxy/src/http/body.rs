@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use http::{header, Request};
+use bytes::Bytes;
+use http::{header, HeaderMap, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
@@ -17,17 +18,27 @@ pub async fn read_json<T: DeserializeOwned>(
     req: Request<Incoming>,
     config: &ServerConfig,
 ) -> Result<T> {
+    let (parts, body) = req.into_parts();
+    parse_json(&read_body(&parts.headers, body, config).await?)
+}
+
+/// Reads at most `server.max_body_bytes` of a request's body (`headers` are its head's),
+/// within `server.connections.body_timeout_secs`: a larger body is a 413, a slower one a 408.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    config: &ServerConfig,
+) -> Result<Bytes> {
     let limit = config.max_body_bytes;
     let secs = config.connections.body_timeout_secs;
-    let declared = req
-        .headers()
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let collect = Limited::new(req.into_body(), limit).collect();
+    let collect = Limited::new(body, limit).collect();
     let Ok(collected) = tokio::time::timeout(Duration::from_secs(secs), collect).await else {
         return Err(Error::RequestTimeout { secs });
     };
@@ -43,7 +54,7 @@ pub async fn read_json<T: DeserializeOwned>(
             })
         }
     };
-    parse_json(&bytes)
+    Ok(bytes)
 }
 
 /// Parses `bytes` as `T`, turning serde's complaint into a 400 that names the field.

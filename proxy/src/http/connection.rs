@@ -4,22 +4,25 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::connections::{CloseReason, Refusing, Registered, Verdict};
-use super::handle::handle;
-use super::state::ServerState;
+use super::connections::{CloseReason, Connections, InFlight, Refusing, Registered, Verdict};
+use super::server::Handler;
 use super::tracked::Tracked;
+use super::Body;
 use crate::config::ConnectionLimits;
 use crate::dialects::Dialect;
 use crate::telemetry::instruments;
@@ -60,22 +63,34 @@ pub(super) fn refusal_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves `stream` until it ends, the watchdog closes it, a new connection displaces it, or
-/// shutdown has let its requests finish.
+/// Serves `stream` with `handler` until it ends, the watchdog closes it, a new connection
+/// displaces it, or shutdown has let its requests finish. Each request counts as in flight on
+/// the connection from its head until its response body has been sent or dropped, so no
+/// connection timeout cuts it.
 pub(super) async fn serve(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    state: Arc<ServerState>,
+    book: Arc<Connections>,
+    handler: Handler,
     stream: TcpStream,
     peer: SocketAddr,
     registered: Registered,
     mut stop: watch::Receiver<bool>,
 ) {
-    let book = state.connections.clone();
     let activity = registered.activity.clone();
     let io = TokioIo::new(Tracked::new(stream, &registered));
     let service = {
-        let activity = activity.clone();
-        service_fn(move |req| handle(state.clone(), activity.clone(), peer, req))
+        let (book, activity) = (book.clone(), activity.clone());
+        service_fn(move |req| {
+            let in_flight = book.request_started(&activity);
+            let answer = handler(req, peer);
+            async move {
+                let response = answer.await;
+                Ok::<_, Infallible>(response.map(|body| Guarded {
+                    body,
+                    _in_flight: in_flight,
+                }))
+            }
+        })
     };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -115,6 +130,32 @@ pub(super) async fn serve(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+pub(super) struct Guarded {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -1,20 +1,15 @@
 //! One request, from its head to its answer: a request id, a span, the router, the error shape
-//! of the client's dialect, and a log line. The request counts as in flight on its connection
-//! until its response body has been sent or dropped, so no connection timeout cuts it.
+//! of the client's dialect, and a log line.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Version};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use tracing::Instrument;
 
-use super::connections::{Activity, CloseReason, InFlight};
+use super::connections::CloseReason;
 use super::state::ServerState;
 use super::{router, Body};
 use crate::dialects::openai::error::error_type;
@@ -31,14 +26,12 @@ fn request_id(req: &Request<Incoming>) -> String {
         .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4().simple()))
 }
 
-/// Answers one request of the connection `activity` tracks.
+/// Answers one request from `peer`.
 pub(super) async fn handle(
     state: Arc<ServerState>,
-    activity: Arc<Activity>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> std::result::Result<Response<Guarded>, Infallible> {
-    let in_flight = state.connections.request_started(&activity);
+) -> Response<Body> {
     let id = request_id(&req);
     let route = router::route_template(req.uri().path());
     let span = request_span(&id, req.method(), route, req.uri().path());
@@ -80,39 +73,10 @@ pub(super) async fn handle(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "answered"
         );
-        Ok(response.map(|body| Guarded {
-            body,
-            _in_flight: in_flight,
-        }))
+        response
     }
     .instrument(span)
     .await
-}
-
-/// A response body that keeps its request in flight until it is sent or dropped.
-pub(super) struct Guarded {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl hyper::body::Body for Guarded {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 /// The request's span: its id and route for the logs, and the HTTP and GenAI attributes an

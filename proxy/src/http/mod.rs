@@ -15,7 +15,7 @@ mod state;
 mod tracked;
 
 pub use auth::ApiKeys;
-pub use body::read_json;
+pub use body::{read_body, read_json};
 pub use respond::Body;
-pub use server::BoundServer;
+pub use server::{serve_connections, BoundServer, Handler};
 pub use state::{MetricsText, ServerState};

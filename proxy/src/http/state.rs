@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::metrics::ObservableGauge;
 
-use super::connections::Connections;
-use super::{file_limit, ApiKeys};
+use super::ApiKeys;
 use crate::config::ServerConfig;
 use crate::dialects::responses::store::ResponseStore;
 use crate::models::ModelRegistry;
@@ -30,8 +29,6 @@ pub struct ServerState {
     /// The models' facts and store actions (Ollama's `/api` model management); `None` when the
     /// server runs without a store.
     pub catalog: Option<Arc<dyn crate::catalog::Catalog>>,
-    /// The open connections and their cap.
-    pub(crate) connections: Arc<Connections>,
     /// The registry's gauges, registered while the server lives.
     _gauges: Vec<ObservableGauge<u64>>,
 }
@@ -54,11 +51,7 @@ impl ServerState {
             config.responses.store_mb.saturating_mul(1 << 20),
             Duration::from_secs(config.responses.max_age_secs),
         );
-        // Unreadable limits are rare enough that the smallest common one is a fine guess.
-        let file_limit = file_limit::current().unwrap_or(1024);
-        let cap = config.connections.max_connections_for(file_limit);
         Self {
-            connections: Connections::new(&config.connections, cap),
             api_keys: ApiKeys::new(&config.api_keys),
             responses,
             catalog: None,
